@@ -1,0 +1,114 @@
+"""`loyalty` console script: serve, worker, migrate, demo, create-admin."""
+
+import asyncio
+import getpass
+import logging
+import sys
+
+import click
+
+from api.core.config import get_settings
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=get_settings().log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+@click.group()
+def main() -> None:
+    """Loyalty platform: member cards, points, campaigns and insights."""
+    _setup_logging()
+
+
+@main.command()
+def migrate() -> None:
+    """Upgrade the database to the latest schema."""
+    from api.core import migrate as migrations
+
+    migrations.upgrade_head(get_settings().database_url)
+    click.echo("database is at the latest schema")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Load the demo programme if the database is empty.")
+@click.option("--workers", default=1, show_default=True, help="uvicorn worker processes")
+def serve(host: str, port: int, demo: bool, workers: int) -> None:
+    """Serve the API and console (on SQLite: migrate first and run the worker in-process)."""
+    import uvicorn
+
+    from api.core import migrate as migrations
+
+    settings = get_settings()
+    if settings.is_sqlite:
+        migrations.upgrade_head(settings.database_url)
+    if demo:
+        from api import demo as demo_data
+
+        asyncio.run(demo_data.load_if_empty(settings))
+    uvicorn.run("api.main:app", host=host, port=port, workers=workers, proxy_headers=True)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Drain what is due now and exit.")
+def worker(once: bool) -> None:
+    """Run due background work (housekeeping now; campaigns, expiry and more as they land)."""
+    from api import worker as worker_loop
+
+    asyncio.run(worker_loop.run(get_settings(), once=once))
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Load even if the database already has members.")
+def demo(force: bool) -> None:
+    """Load the demo programme: regions, stores, terminals, staff and members."""
+    from api import demo as demo_data
+
+    settings = get_settings()
+    loaded = asyncio.run(demo_data.load(settings) if force else demo_data.load_if_empty(settings))
+    if not loaded:
+        click.echo("the database already holds data; use --force to add the demo anyway")
+
+
+@main.command("create-admin")
+@click.option("--email", prompt=True)
+@click.option("--name", default="Administrator")
+@click.option("--password", help="Read from the terminal when omitted.")
+def create_admin(email: str, name: str, password: str | None) -> None:
+    """Create an admin account."""
+    from api.core.db import make_engine, make_sessionmaker, run_in_transaction
+    from api.org import service as org_service
+    from api.org.models import Role
+    from api.org.schemas import StaffCreate
+
+    if password is None:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Repeat: "):
+            raise click.ClickException("passwords differ")
+    try:
+        data = StaffCreate(email=email, password=password, name=name, role=Role.admin)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+
+    async def run() -> None:
+        engine = make_engine(get_settings().database_url)
+        try:
+            await run_in_transaction(
+                make_sessionmaker(engine), lambda s: org_service.create_staff(s, data=data)
+            )
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except Exception as e:  # a domain error (e.g. StaffExists) becomes a clean message
+        raise click.ClickException(getattr(e, "detail", str(e))) from e
+    click.echo(f"admin {email} created")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

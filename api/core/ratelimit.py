@@ -1,0 +1,50 @@
+"""Sliding-window rate limits kept in the database, so every replica sees the same counts."""
+
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.core import clock
+from api.core.db import on_failure
+from api.core.errors import TooManyRequests
+from api.core.models import RateHit
+
+
+async def count(session: AsyncSession, bucket: str, key: str, window: timedelta) -> int:
+    since = clock.now() - window
+    stmt = select(func.count()).where(
+        RateHit.bucket == bucket, RateHit.key == key, RateHit.created_at > since
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def enforce(
+    session: AsyncSession, bucket: str, key: str, *, limit: int, window: timedelta, detail: str
+) -> None:
+    """Raise TooManyRequests when `key` already has `limit` hits in the window."""
+    if await count(session, bucket, key, window) >= limit:
+        raise TooManyRequests(detail, retry_after=int(window.total_seconds()))
+
+
+async def hit(session: AsyncSession, bucket: str, key: str) -> None:
+    """Record a hit inside the current transaction."""
+    session.add(RateHit(bucket=bucket, key=key, created_at=clock.now()))
+    await session.flush()
+
+
+def hit_even_if_request_fails(session: AsyncSession, bucket: str, key: str) -> None:
+    """Record a hit that survives the request's rollback (failed attempts must count)."""
+    at = clock.now()
+
+    async def _record(fresh: AsyncSession) -> None:
+        fresh.add(RateHit(bucket=bucket, key=key, created_at=at))
+
+    on_failure(session, _record)
+
+
+async def prune(session: AsyncSession, *, older_than: timedelta = timedelta(days=2)) -> int:
+    result = await session.execute(
+        delete(RateHit).where(RateHit.created_at < clock.now() - older_than)
+    )
+    return result.rowcount or 0

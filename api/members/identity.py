@@ -1,0 +1,170 @@
+"""The member card at the till: rotating QR codes, static identifiers and till tokens."""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.core import clock, ratelimit, security
+from api.core.config import Settings
+from api.members import cards, service
+from api.members.exceptions import (
+    CodeExpired,
+    CodeForged,
+    CodeNotRecognised,
+    CodeReplayed,
+    InvalidPhone,
+    InvalidPlate,
+    MemberBlocked,
+)
+from api.members.identifiers import looks_like_phone, normalise_phone, normalise_plate
+from api.members.models import Member, UsedCardCode
+from api.members.schemas import CardRead, TotpParams
+
+EXPIRED_LOOKBACK_STEPS = 20
+IDENTIFY_WINDOW = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Identified:
+    member: Member
+    can_redeem: bool
+    method: str  # rotating | card | phone | plate | till_token
+
+
+def card_view(settings: Settings, member: Member) -> CardRead:
+    """The card number, the current rotating payload and the TOTP parameters for offline use."""
+    now = clock.now()
+    period = settings.totp_period
+    code = cards.current_code(member.totp_secret, now, period=period, digits=settings.totp_digits)
+    step_end = (cards.step_of(now, period) + 1) * period
+    return CardRead(
+        card_number=member.card_number,
+        code=cards.payload(member.card_number, code),
+        expires_at=now + timedelta(seconds=step_end - now.timestamp()),
+        totp=TotpParams(secret=member.totp_secret, period=period, digits=settings.totp_digits),
+    )
+
+
+async def _accept_rotating(
+    session: AsyncSession, settings: Settings, parsed: cards.ParsedPayload
+) -> Member:
+    member = await service.find_by_card(session, parsed.card_number)
+    if member is None:
+        raise CodeForged()
+    now = clock.now()
+    opts = {"period": settings.totp_period, "digits": settings.totp_digits}
+    step = cards.matching_step(member.totp_secret, parsed.code, now, back=1, forward=1, **opts)
+    if step is None:
+        older = cards.matching_step(
+            member.totp_secret,
+            parsed.code,
+            now - timedelta(seconds=2 * settings.totp_period),
+            back=EXPIRED_LOOKBACK_STEPS,
+            forward=0,
+            **opts,
+        )
+        raise CodeExpired() if older is not None else CodeForged()
+    try:
+        async with session.begin_nested():
+            session.add(UsedCardCode(member_id=member.id, step=step, created_at=now))
+    except IntegrityError as e:
+        raise CodeReplayed() from e
+    return member
+
+
+async def _recognise(session: AsyncSession, settings: Settings, code: str) -> Identified:
+    code = code.strip()
+    parsed = cards.parse_payload(code)
+    if parsed is not None:
+        return Identified(await _accept_rotating(session, settings, parsed), True, "rotating")
+    if cards.is_card_number(code, settings.card_prefix, settings.card_length):
+        member = await service.find_by_card(session, code)
+        if member is not None:
+            return Identified(member, False, "card")
+    if looks_like_phone(code):
+        try:
+            phone = normalise_phone(code, settings.default_phone_region)
+        except InvalidPhone:
+            phone = None
+        member = await service.find_by_phone(session, phone) if phone else None
+        if member is not None:
+            return Identified(member, False, "phone")
+    try:
+        plate = normalise_plate(code)
+    except InvalidPlate:
+        plate = None
+    member = await service.find_by_plate(session, plate) if plate else None
+    if member is not None:
+        return Identified(member, False, "plate")
+    raise CodeNotRecognised()
+
+
+async def identify(
+    session: AsyncSession, *, settings: Settings, terminal_id: int, code: str
+) -> Identified:
+    """Who is at the till: a rotating QR payload, a card number, a phone or a plate.
+
+    Only a fresh rotating code allows spending points. Failed attempts count per terminal
+    and past the limit the terminal is refused for a minute.
+    """
+    key = str(terminal_id)
+    await ratelimit.enforce(
+        session,
+        "identify_fail",
+        key,
+        limit=settings.identify_failures_per_minute,
+        window=IDENTIFY_WINDOW,
+        detail="Too many unrecognised codes at this terminal; wait a minute.",
+    )
+    try:
+        found = await _recognise(session, settings, code)
+    except (CodeForged, CodeExpired, CodeReplayed, CodeNotRecognised):
+        ratelimit.hit_even_if_request_fails(session, "identify_fail", key)
+        raise
+    if found.member.status != "active":
+        raise MemberBlocked()
+    return found
+
+
+def issue_till_token(settings: Settings, *, terminal_id: int, found: Identified) -> str:
+    """A short token that stands for this scan at this terminal for the rest of the checkout."""
+    claims = {
+        "sub": str(found.member.id),
+        "typ": "till",
+        "term": terminal_id,
+        "red": found.can_redeem,
+    }
+    return security.encode_jwt(
+        settings.secret_key, claims, timedelta(seconds=settings.till_token_seconds)
+    )
+
+
+async def resolve_member_code(
+    session: AsyncSession, *, settings: Settings, terminal_id: int, code: str
+) -> Identified:
+    """A till `member_code`: this terminal's till token, a rotating payload or a card."""
+    if not (code.startswith("ey") and code.count(".") == 2):
+        return await identify(session, settings=settings, terminal_id=terminal_id, code=code)
+    claims = security.decode_jwt(settings.secret_key, code, kind="till")
+    if claims is None:
+        raise CodeExpired("This till token is invalid or expired; scan the card again.")
+    if claims.get("term") != terminal_id:
+        raise CodeForged("This till token belongs to another terminal.")
+    member = await session.get(Member, int(claims["sub"]))
+    if member is None:
+        raise CodeForged()
+    if member.status != "active":
+        raise MemberBlocked()
+    return Identified(member, bool(claims.get("red")), "till_token")
+
+
+async def prune_used_codes(
+    session: AsyncSession, *, older_than: timedelta = timedelta(hours=1)
+) -> int:
+    result = await session.execute(
+        delete(UsedCardCode).where(UsedCardCode.created_at < clock.now() - older_than)
+    )
+    return result.rowcount or 0

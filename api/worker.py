@@ -1,0 +1,54 @@
+"""The background worker: one pass runs every due job; the loop repeats passes."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.core import ratelimit
+from api.core.config import Settings
+from api.core.db import make_engine, make_sessionmaker, run_in_transaction
+from api.members import identity
+
+log = logging.getLogger("loyalty.worker")
+
+Job = Callable[[AsyncSession], Awaitable[int]]
+
+
+async def _housekeeping(session: AsyncSession) -> int:
+    return await ratelimit.prune(session) + await identity.prune_used_codes(session)
+
+
+JOBS: list[tuple[str, Job]] = [("housekeeping", _housekeeping)]
+
+
+async def run_once(maker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """One pass over every job, each in its own transaction; returns rows touched per job."""
+    done: dict[str, int] = {}
+    for name, job in JOBS:
+        try:
+            done[name] = await run_in_transaction(maker, job)
+        except Exception:
+            log.exception("worker job %s failed; it will run again next pass", name)
+    return done
+
+
+async def loop(maker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    """Run passes forever, `worker_interval_seconds` apart."""
+    while True:
+        await run_once(maker)
+        await asyncio.sleep(settings.worker_interval_seconds)
+
+
+async def run(settings: Settings, *, once: bool = False) -> None:
+    """`loyalty worker`: its own engine; one pass with --once, else the loop."""
+    engine = make_engine(settings.database_url)
+    maker = make_sessionmaker(engine)
+    try:
+        if once:
+            await run_once(maker)
+        else:
+            await loop(maker, settings)
+    finally:
+        await engine.dispose()

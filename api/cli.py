@@ -4,10 +4,11 @@ import asyncio
 import getpass
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 
 import click
 
-from api.core.config import get_settings
+from api.core.config import Settings, get_settings
 
 
 def _setup_logging() -> None:
@@ -49,7 +50,10 @@ def serve(host: str, port: int, demo: bool, workers: int) -> None:
     if demo:
         from api import demo as demo_data
 
-        asyncio.run(demo_data.load_if_empty(settings))
+        if not _load_demo(demo_data.load_if_empty, settings):
+            click.echo("demo not loaded: the database already holds data")
+    base = f"http://{host}:{port}"
+    click.echo(f"console {base}/admin · API docs {base}/docs")
     uvicorn.run("api.main:app", host=host, port=port, workers=workers, proxy_headers=True)
 
 
@@ -68,10 +72,22 @@ def demo(force: bool) -> None:
     """Load the demo programme: regions, stores, terminals, staff and members."""
     from api import demo as demo_data
 
-    settings = get_settings()
-    loaded = asyncio.run(demo_data.load(settings) if force else demo_data.load_if_empty(settings))
+    loaded = _load_demo(demo_data.load if force else demo_data.load_if_empty, get_settings())
     if not loaded:
         click.echo("the database already holds data; use --force to add the demo anyway")
+
+
+def _load_demo(loader: Callable[[Settings], Awaitable[bool]], settings: Settings) -> bool:
+    """Run a demo loader; a refusal or a clash with existing data becomes a clean message."""
+    from api import demo as demo_data
+    from api.core.errors import DomainError
+
+    try:
+        return asyncio.run(loader(settings))
+    except demo_data.DemoRefused as e:
+        raise click.ClickException(str(e)) from e
+    except DomainError as e:  # e.g. RegionExists when --force meets an earlier demo
+        raise click.ClickException(f"the demo clashes with existing data: {e.detail}") from e
 
 
 @main.command("create-admin")

@@ -12,6 +12,8 @@ from api.core.config import Settings, get_settings
 from api.core.db import make_engine, make_sessionmaker, run_in_transaction
 from api.core.errors import RequestIdMiddleware, install_error_handlers
 from api.core.health import router as health_router
+from api.loyalty.admin_router import router as loyalty_router
+from api.loyalty.me_router import router as me_points_router
 from api.loyalty.pos_router import router as pos_router
 from api.members.auth_router import router as member_auth_router
 from api.members.router import me_router
@@ -28,7 +30,8 @@ TAGS = [
     {"name": "organisation", "description": "Regions, stores, POS terminals and staff."},
     {"name": "members", "description": "Member enrolment and lookup (scoped per staff role)."},
     {"name": "me", "description": "The companion app: profile, QR member card, vehicles."},
-    {"name": "pos", "description": "The till: identify a member by QR, card, phone or plate."},
+    {"name": "pos", "description": "The till: identify, receipts, returns, redemptions, coupons."},
+    {"name": "loyalty", "description": "Programme settings, earning rules, tiers, adjustments."},
     {"name": "operations", "description": "Health and readiness probes."},
 ]
 
@@ -89,7 +92,9 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # 
         org_router,
         members_router,
         me_router,
+        me_points_router,
         pos_router,
+        loyalty_router,
     ):
         app.include_router(router)
 

@@ -119,3 +119,30 @@ async def org(session: AsyncSession, settings: Settings) -> factories.Org:
     built = await factories.make_org(session, settings)
     await session.commit()
     return built
+
+
+class CapturingSender:
+    """An SmsSender that keeps the codes instead of sending them."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    async def send_code(self, phone: str, code: str) -> None:
+        self.sent.append((phone, code))
+
+    def last_code(self, phone: str) -> str:
+        return next(code for to, code in reversed(self.sent) if to == phone)
+
+
+@pytest.fixture
+def sms(app) -> CapturingSender:  # type: ignore[no-untyped-def]
+    """Capture the sign-in codes the app sends (set as app.state.sms_sender)."""
+    sender = CapturingSender()
+    app.state.sms_sender = sender
+    return sender
+
+
+def client_at(app, ip: str) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
+    """A client whose requests come from `ip` (the ASGI transport's client address)."""
+    transport = httpx.ASGITransport(app=app, client=(ip, 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://test")

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.config import Settings
 from api.members import service as members_service
+from api.members import signin
 from api.members.models import Member
 from api.members.schemas import ConsentsIn, MemberCreate
 from api.org import service as org_service
@@ -137,3 +138,9 @@ async def make_org(session: AsyncSession, settings: Settings) -> Org:
         org.staff[role.value] = staff
         org.headers[role.value] = headers
     return org
+
+
+def member_headers(settings: Settings, member: Member) -> dict[str, str]:
+    """A bearer header for the member, as the app holds after signing in."""
+    token, _ = signin.issue_access_token(settings, member.id)
+    return {"Authorization": f"Bearer {token}"}

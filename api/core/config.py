@@ -1,12 +1,14 @@
 """Settings from the environment (prefix LOYALTY_)."""
 
+import re
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, computed_field, model_validator
+from pydantic import Field, computed_field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "development-only-secret-change-me"
+_TEST_PHONE_CODE = re.compile(r"^\+\d{6,15}\s*:\s*\d{6}$")
 
 
 class InsecureSecretError(ValueError):
@@ -51,12 +53,20 @@ class Settings(BaseSettings):
     worker_in_process: bool | None = None
     worker_interval_seconds: float = Field(5.0, gt=0)
 
+    @field_validator("test_phone_codes")
+    @classmethod
+    def _check_test_phone_codes(cls, value: str) -> str:
+        for item in filter(None, (i.strip() for i in value.split(","))):
+            if not _TEST_PHONE_CODE.match(item):
+                raise ValueError(
+                    f"LOYALTY_TEST_PHONE_CODES entry {item!r} is not '+<E.164 phone>:<6 digits>'"
+                )
+        return value
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":
-        if (
-            self.env != "development"
-            and self.env != "test"
-            and (self.secret_key == DEV_SECRET or len(self.secret_key) < 32)
+        if self.env != "development" and (
+            self.secret_key == DEV_SECRET or len(self.secret_key) < 32
         ):
             raise InsecureSecretError(
                 "LOYALTY_SECRET_KEY must be set to a random value of at least 32 characters "

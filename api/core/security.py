@@ -60,7 +60,8 @@ def decode_jwt(secret_key: str, token: str, *, kind: str) -> dict[str, Any] | No
             token,
             secret_key,
             algorithms=[JWT_ALGORITHM],
-            options={"verify_exp": False, "require": ["exp", "sub", "typ"]},
+            # exp is checked below against clock.now(); PyJWT would judge iat by the wall clock.
+            options={"verify_exp": False, "verify_iat": False, "require": ["exp", "sub", "typ"]},
         )
     except jwt.PyJWTError:
         return None

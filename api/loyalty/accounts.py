@@ -1,10 +1,15 @@
-"""Reading a member's points account."""
+"""A member's points account as the member and staff see it, and manual adjustments."""
 
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.loyalty.models import Account
+from api.core import clock
+from api.loyalty import ledger, tiers
+from api.loyalty import program as program_service
+from api.loyalty.exceptions import InsufficientPoints
+from api.loyalty.models import Account, LedgerEntry
+from api.loyalty.schemas import ExpiringRead, PointsRead, TierProgress
 
 
 @dataclass(frozen=True)
@@ -19,3 +24,52 @@ async def balance_of(session: AsyncSession, member_id: int) -> Balance:
     if account is None:
         return Balance(0, 0, None)
     return Balance(account.available, account.pending, account.tier)
+
+
+async def points_view(session: AsyncSession, member_id: int) -> PointsRead:
+    """Balance, its money value, what expires when, and progress to the next tier."""
+    program = await program_service.get_program(session)
+    account = await session.get(Account, member_id)
+    available = account.available if account else 0
+    progress = await tiers.progress(session, account.tier if account else None, member_id, program)
+    return PointsRead(
+        available=available,
+        pending=account.pending if account else 0,
+        value=max(available, 0) * program.redeem_value // program.redeem_points,
+        currency=program.currency,
+        expiring=[
+            ExpiringRead(points=p, expires_at=at)
+            for p, at in await ledger.expiring(session, member_id)
+        ],
+        tier=TierProgress(
+            name=progress.tier.name if progress.tier else None,
+            code=progress.tier.code if progress.tier else None,
+            next=progress.next.name if progress.next else None,
+            next_code=progress.next.code if progress.next else None,
+            qualifying_spend=progress.spend,
+            next_min_spend=progress.next.min_spend if progress.next else None,
+            progress=round(progress.fraction, 4),
+            manual_until=account.tier_manual_until if account else None,
+        ),
+    )
+
+
+async def adjust(
+    session: AsyncSession, *, member_id: int, points: int, reason: str, actor: str
+) -> LedgerEntry:
+    """A manual correction with a reason; additions expire like earned points."""
+    program = await program_service.get_program(session)
+    account = await ledger.lock_account(session, member_id)
+    source = ledger.Source("adjustment", None, actor, reason)
+    if points > 0:
+        return await ledger.credit(
+            session,
+            account,
+            kind="adjust",
+            points=points,
+            source=source,
+            expires_at=ledger.expiry_for(clock.now(), program.expiry_months, program.timezone),
+        )
+    if account.available < -points:
+        raise InsufficientPoints(f"only {account.available} points available to take back")
+    return await ledger.debit(session, account, kind="adjust", points=-points, source=source)

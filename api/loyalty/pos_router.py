@@ -1,14 +1,31 @@
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, status
 
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
-from api.loyalty import accounts
-from api.loyalty.schemas import BalanceRead, IdentifyRequest, IdentifyResult
+from api.core.idempotency import IdempotencyKey, run_once
+from api.loyalty import accounts, purchases, returns
+from api.loyalty.purchases import Till
+from api.loyalty.schemas import (
+    BalanceRead,
+    BatchIn,
+    BatchResult,
+    IdentifyRequest,
+    IdentifyResult,
+    PurchaseIn,
+    PurchaseResult,
+    QuoteResult,
+    ReturnIn,
+    ReturnResult,
+)
 from api.members import identity
 from api.members import service as members_service
-from api.org.dependencies import CurrentTerminal
+from api.org.dependencies import CurrentTerminal, TerminalContext
 
 router = APIRouter(prefix="/v1/pos", tags=["pos"])
+
+
+def _till(ctx: TerminalContext) -> Till:
+    return Till(store=ctx.store, terminal_id=ctx.terminal.id, actor=f"terminal:{ctx.terminal.id}")
 
 
 @router.post("/identify", response_model=IdentifyResult)
@@ -29,4 +46,94 @@ async def identify(
         method=found.method,
         till_token=identity.issue_till_token(settings, terminal_id=till.terminal.id, found=found),
         till_token_expires_in=settings.till_token_seconds,
+    )
+
+
+@router.post("/purchases/quote", response_model=QuoteResult)
+async def quote_purchase(
+    body: PurchaseIn, session: SessionDep, settings: SettingsDep, till: CurrentTerminal
+) -> QuoteResult:
+    """What this receipt would earn, computed exactly as a post would; nothing is stored."""
+    return await purchases.quote(session, settings=settings, till=_till(till), body=body)
+
+
+@router.post("/purchases", response_model=PurchaseResult, status_code=status.HTTP_201_CREATED)
+async def post_purchase(
+    body: PurchaseIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    till: CurrentTerminal,
+    idempotency_key: IdempotencyKey = None,
+) -> PurchaseResult:
+    """Post a receipt; points are credited at once. The same receipt twice → 409."""
+
+    async def work() -> PurchaseResult:
+        return await purchases.record(session, settings=settings, till=_till(till), body=body)
+
+    return await run_once(
+        session,
+        request,
+        scope=f"terminal:{till.terminal.id}",
+        key=idempotency_key,
+        body=body,
+        work=work,
+        status_code=status.HTTP_201_CREATED,
+    )
+
+
+@router.post("/purchases/batch", response_model=BatchResult)
+async def post_batch(
+    body: BatchIn,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    till: CurrentTerminal,
+    idempotency_key: IdempotencyKey = None,
+) -> BatchResult:
+    """Upload receipts recorded offline; each is accepted, a duplicate, or rejected on its own."""
+
+    async def work() -> BatchResult:
+        results = await purchases.record_batch(
+            session, settings=settings, till=_till(till), purchases=body.purchases
+        )
+        return BatchResult(results=results)
+
+    return await run_once(
+        session,
+        request,
+        scope=f"terminal:{till.terminal.id}",
+        key=idempotency_key,
+        body=body,
+        work=work,
+    )
+
+
+@router.post("/purchases/{purchase_id}/returns", response_model=ReturnResult)
+async def post_return(
+    purchase_id: int,
+    body: ReturnIn,
+    request: Request,
+    session: SessionDep,
+    till: CurrentTerminal,
+    idempotency_key: IdempotencyKey = None,
+) -> ReturnResult:
+    """Return lines of a receipt; points are reversed in proportion, never beyond the purchase."""
+
+    async def work() -> ReturnResult:
+        return await returns.process(
+            session,
+            purchase_id=purchase_id,
+            body=body,
+            terminal_id=till.terminal.id,
+            actor=f"terminal:{till.terminal.id}",
+        )
+
+    return await run_once(
+        session,
+        request,
+        scope=f"terminal:{till.terminal.id}",
+        key=idempotency_key,
+        body=body,
+        work=work,
     )

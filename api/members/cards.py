@@ -5,6 +5,7 @@ member's current TOTP (SHA-1, ``totp_digits`` digits, ``totp_period`` seconds). 
 compute it offline from the secret in ``GET /v1/me/card``.
 """
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,13 @@ from datetime import datetime
 import pyotp
 
 PAYLOAD_PREFIX = "LY1"
+# ASCII only: str.isdigit() also accepts "²" or "١", which int() or compare_digest reject.
+_DIGITS = re.compile(r"[0-9]+")
+_CARD_SEPARATORS = re.compile(r"[\s-]+")
+
+
+def _all_digits(value: str) -> bool:
+    return _DIGITS.fullmatch(value) is not None
 
 
 def luhn_check_digit(digits: str) -> str:
@@ -27,7 +35,7 @@ def luhn_check_digit(digits: str) -> str:
 
 
 def luhn_valid(number: str) -> bool:
-    return number.isdigit() and len(number) > 1 and luhn_check_digit(number[:-1]) == number[-1]
+    return _all_digits(number) and len(number) > 1 and luhn_check_digit(number[:-1]) == number[-1]
 
 
 def new_card_number(prefix: str, length: int) -> str:
@@ -40,6 +48,11 @@ def new_card_number(prefix: str, length: int) -> str:
 
 def is_card_number(value: str, prefix: str, length: int) -> bool:
     return len(value) == length and value.startswith(prefix) and luhn_valid(value)
+
+
+def compact_card_number(value: str) -> str:
+    """A card number as typed from the printed card: '8860 1234-5678 9012' → '8860123456789012'."""
+    return _CARD_SEPARATORS.sub("", value)
 
 
 def new_totp_secret() -> str:
@@ -66,9 +79,9 @@ class ParsedPayload:
 
 def parse_payload(value: str) -> ParsedPayload | None:
     parts = value.strip().split(".")
-    if len(parts) != 3 or parts[0] != PAYLOAD_PREFIX or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != PAYLOAD_PREFIX:
         return None
-    if not parts[2].isdigit():
+    if not (_all_digits(parts[1]) and _all_digits(parts[2])):
         return None
     return ParsedPayload(card_number=parts[1], code=parts[2])
 

@@ -2,7 +2,9 @@
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+import jwt
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +25,9 @@ from api.members.identifiers import looks_like_phone, normalise_phone, normalise
 from api.members.models import Member, UsedCardCode
 from api.members.schemas import CardRead, TotpParams
 
-EXPIRED_LOOKBACK_STEPS = 20
+# How far back a refused code is still told apart as "expired" (an old screenshot) rather
+# than "forged"; the cost is one HMAC per step, on the failing path only.
+EXPIRED_LOOKBACK = timedelta(hours=1)
 IDENTIFY_WINDOW = timedelta(minutes=1)
 
 
@@ -62,7 +66,7 @@ async def _accept_rotating(
             member.totp_secret,
             parsed.code,
             now - timedelta(seconds=2 * settings.totp_period),
-            back=EXPIRED_LOOKBACK_STEPS,
+            back=int(EXPIRED_LOOKBACK.total_seconds()) // settings.totp_period,
             forward=0,
             **opts,
         )
@@ -80,8 +84,9 @@ async def _recognise(session: AsyncSession, settings: Settings, code: str) -> Id
     parsed = cards.parse_payload(code)
     if parsed is not None:
         return Identified(await _accept_rotating(session, settings, parsed), True, "rotating")
-    if cards.is_card_number(code, settings.card_prefix, settings.card_length):
-        member = await service.find_by_card(session, code)
+    card_number = cards.compact_card_number(code)
+    if cards.is_card_number(card_number, settings.card_prefix, settings.card_length):
+        member = await service.find_by_card(session, card_number)
         if member is not None:
             return Identified(member, False, "card")
     if looks_like_phone(code):
@@ -142,15 +147,32 @@ def issue_till_token(settings: Settings, *, terminal_id: int, found: Identified)
     )
 
 
+def _till_claims(settings: Settings, token: str) -> dict[str, Any]:
+    """The claims of a live till token; an expired one of ours is told apart from a forgery."""
+    claims = security.decode_jwt(settings.secret_key, token, kind="till")
+    if claims is not None:
+        return claims
+    try:
+        unchecked = jwt.decode(
+            token,
+            settings.secret_key,
+            algorithms=[security.JWT_ALGORITHM],
+            options={"verify_exp": False, "verify_iat": False},
+        )
+    except jwt.PyJWTError:
+        unchecked = {}
+    if unchecked.get("typ") == "till":
+        raise CodeExpired("This till token has expired; scan the card again.")
+    raise CodeForged("This till token is not valid; scan the card again.")
+
+
 async def resolve_member_code(
     session: AsyncSession, *, settings: Settings, terminal_id: int, code: str
 ) -> Identified:
     """A till `member_code`: this terminal's till token, a rotating payload or a card."""
     if not (code.startswith("ey") and code.count(".") == 2):
         return await identify(session, settings=settings, terminal_id=terminal_id, code=code)
-    claims = security.decode_jwt(settings.secret_key, code, kind="till")
-    if claims is None:
-        raise CodeExpired("This till token is invalid or expired; scan the card again.")
+    claims = _till_claims(settings, code)
     if claims.get("term") != terminal_id:
         raise CodeForged("This till token belongs to another terminal.")
     member = await session.get(Member, int(claims["sub"]))

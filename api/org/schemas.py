@@ -3,7 +3,15 @@ from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from api.org.models import Role, StoreKind
 
@@ -52,6 +60,13 @@ class StoreUpdate(BaseModel):
     name: Name | None = None
     timezone: TimeZoneName | None = None
     active: bool | None = None
+
+    @field_validator("name", "timezone", "active")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("leave the field out to keep it; it cannot be null")
+        return value
 
 
 class StoreRead(BaseModel):

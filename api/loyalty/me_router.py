@@ -1,0 +1,54 @@
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from api.core.db import SessionDep
+from api.core.idempotency import IdempotencyKey, run_once
+from api.core.pagination import Page, PageParams, page_params
+from api.loyalty import accounts, ledger, purchases
+from api.loyalty.schemas import ClaimReceiptIn, LedgerEntryRead, PointsRead, PurchaseResult
+from api.members.dependencies import CurrentMember
+
+router = APIRouter(prefix="/v1/me", tags=["me"])
+
+
+@router.get("/points", response_model=PointsRead)
+async def my_points(member: CurrentMember, session: SessionDep) -> PointsRead:
+    """Available and pending points, what expires when, and progress to the next tier."""
+    return await accounts.points_view(session, member.id)
+
+
+@router.get("/points/history", response_model=Page[LedgerEntryRead])
+async def my_history(
+    member: CurrentMember, session: SessionDep, page: Annotated[PageParams, Depends(page_params)]
+) -> Page[LedgerEntryRead]:
+    """Every points movement, newest first (cursor-paginated)."""
+    found = await ledger.history(session, member.id, page=page)
+    return Page(
+        items=[LedgerEntryRead.model_validate(e) for e in found.items],
+        next_cursor=found.next_cursor,
+    )
+
+
+@router.post("/receipts/claim", response_model=PurchaseResult)
+async def claim_receipt(
+    body: ClaimReceiptIn,
+    request: Request,
+    member: CurrentMember,
+    session: SessionDep,
+    idempotency_key: IdempotencyKey = None,
+) -> PurchaseResult:
+    """Claim the points of a receipt paid without the card (within the claim window, once)."""
+
+    async def work() -> PurchaseResult:
+        return await purchases.claim(
+            session,
+            member=member,
+            store_code=body.store_code,
+            receipt_no=body.receipt_no,
+            total=body.total,
+        )
+
+    return await run_once(
+        session, request, scope=f"member:{member.id}", key=idempotency_key, body=body, work=work
+    )

@@ -1,0 +1,150 @@
+"""Tiers: qualifying spend over a rolling window (apart from the spendable balance), upgrade
+right after the qualifying purchase, at most one level down at the periodic review, and
+manual tiers with an end date."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from dateutil.relativedelta import relativedelta
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.core import clock
+from api.loyalty import program as program_service
+from api.loyalty.exceptions import TierNotFound
+from api.loyalty.models import Account, Program, Purchase, Tier
+
+REVIEW_EVERY = timedelta(days=30)
+
+
+async def qualifying_spend(
+    session: AsyncSession, member_id: int, *, window_months: int, at: datetime | None = None
+) -> int:
+    """Spend net of returns in the rolling window ending at `at` (minor units)."""
+    at = at or clock.now()
+    stmt = select(func.coalesce(func.sum(Purchase.total - Purchase.returned_total), 0)).where(
+        Purchase.member_id == member_id,
+        Purchase.occurred_at > at - relativedelta(months=window_months),
+        Purchase.occurred_at <= at,
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+def earned_tier(tiers: list[Tier], spend: int) -> Tier | None:
+    reached = [t for t in tiers if t.min_spend <= spend]
+    return reached[-1] if reached else None
+
+
+def _rank(tiers: list[Tier], code: str | None) -> int:
+    return next((t.rank for t in tiers if t.code == code), -1)
+
+
+def tier_by_code(tiers: list[Tier], code: str | None) -> Tier | None:
+    return next((t for t in tiers if t.code == code), None)
+
+
+def multiplier_percent(tiers: list[Tier], code: str | None) -> int:
+    tier = tier_by_code(tiers, code)
+    return tier.multiplier_percent if tier else 100
+
+
+async def upgrade_after_purchase(session: AsyncSession, account: Account, program: Program) -> None:
+    """Move the member up as soon as their qualifying spend reaches a higher tier."""
+    tiers = await program_service.list_tiers(session)
+    if not tiers:
+        return
+    spend = await qualifying_spend(
+        session, account.member_id, window_months=program.tier_window_months
+    )
+    reached = earned_tier(tiers, spend)
+    if reached is not None and reached.rank > _rank(tiers, account.tier):
+        account.tier = reached.code
+
+
+async def review(
+    session: AsyncSession, account: Account, program: Program, tiers: list[Tier]
+) -> None:
+    """Periodic review: up to the earned tier, or down one level at most; manual tiers hold."""
+    now = clock.now()
+    account.tier_reviewed_at = now
+    if account.tier_manual_until is not None:
+        if account.tier_manual_until > now:
+            return
+        account.tier_manual_until = None
+    if not tiers:
+        return
+    spend = await qualifying_spend(
+        session, account.member_id, window_months=program.tier_window_months
+    )
+    reached = earned_tier(tiers, spend)
+    reached_rank = reached.rank if reached else -1
+    current = _rank(tiers, account.tier)
+    if reached_rank > current:
+        account.tier = reached.code if reached else None
+    elif reached_rank < current:
+        account.tier = (
+            next(t.code for t in tiers if t.rank == max(current - 1, 0))
+            if current > 0
+            else tiers[0].code
+        )
+
+
+async def review_due(session: AsyncSession, *, limit: int = 500) -> int:
+    """Review the accounts whose last review is older than REVIEW_EVERY (worker job)."""
+    now = clock.now()
+    stmt = (
+        select(Account)
+        .where(
+            or_(Account.tier_reviewed_at.is_(None), Account.tier_reviewed_at < now - REVIEW_EVERY)
+        )
+        .where(Account.purchases > 0)
+        .order_by(Account.member_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    accounts = list((await session.execute(stmt)).scalars())
+    if not accounts:
+        return 0
+    program = await program_service.get_program(session)
+    tiers = await program_service.list_tiers(session)
+    for account in accounts:
+        await review(session, account, program, tiers)
+    await session.flush()
+    return len(accounts)
+
+
+async def set_manual(
+    session: AsyncSession, account: Account, *, tier_code: str, until: datetime
+) -> Account:
+    """Give a member a tier by hand until a date; reviews leave it alone until then."""
+    tiers = await program_service.list_tiers(session)
+    if tier_by_code(tiers, tier_code) is None:
+        raise TierNotFound()
+    account.tier = tier_code
+    account.tier_manual_until = until
+    await session.flush()
+    return account
+
+
+@dataclass(frozen=True)
+class Progress:
+    tier: Tier | None
+    next: Tier | None
+    spend: int
+
+    @property
+    def fraction(self) -> float:
+        if self.next is None:
+            return 1.0
+        return min(1.0, self.spend / self.next.min_spend) if self.next.min_spend else 1.0
+
+
+async def progress(
+    session: AsyncSession, account_tier: str | None, member_id: int, program: Program
+) -> Progress:
+    tiers = await program_service.list_tiers(session)
+    spend = await qualifying_spend(session, member_id, window_months=program.tier_window_months)
+    current = tier_by_code(tiers, account_tier)
+    rank = current.rank if current else -1
+    upcoming = next((t for t in tiers if t.rank > rank), None)
+    return Progress(current, upcoming, spend)

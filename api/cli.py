@@ -1,10 +1,12 @@
-"""`loyalty` console script: serve, worker, migrate, demo, create-admin."""
+"""`loyalty` console script: serve, worker, migrate, demo, create-admin, ledger-check,
+import-members."""
 
 import asyncio
 import getpass
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import click
 
@@ -124,6 +126,110 @@ def create_admin(email: str, name: str, password: str | None) -> None:
     except Exception as e:  # a domain error (e.g. StaffExists) becomes a clean message
         raise click.ClickException(getattr(e, "detail", str(e))) from e
     click.echo(f"admin {email} created")
+
+
+@main.command("ledger-check")
+def ledger_check() -> None:
+    """Verify cached balances and lots against the ledger for every member (exit 1 on any)."""
+    from api.core.db import make_engine, make_sessionmaker, run_in_transaction
+    from api.loyalty.check import Mismatch, check_ledger
+
+    async def run() -> list[Mismatch]:
+        engine = make_engine(get_settings().database_url)
+        try:
+            return await run_in_transaction(make_sessionmaker(engine), check_ledger)
+        finally:
+            await engine.dispose()
+
+    mismatches = asyncio.run(run())
+    for mismatch in mismatches:
+        click.echo(str(mismatch))
+    if mismatches:
+        click.echo(f"{len(mismatches)} member(s) do not match the ledger", err=True)
+        sys.exit(1)
+    click.echo("ledger consistent: every balance equals the sum of its entries")
+
+
+@main.command("import-members")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Import without asking after the check.")
+@click.option("--dry-run", is_flag=True, help="Only check the rows; write nothing.")
+def import_members(file: Path, yes: bool, dry_run: bool) -> None:
+    """Import legacy member records from a CSV file (checked row by row first)."""
+    from api.core.db import make_engine, make_sessionmaker, run_in_transaction
+    from api.core.errors import DomainError
+    from api.loyalty import accounts
+    from api.members import importer
+
+    settings = get_settings()
+
+    async def credit(session, member_id: int, points: int, actor: str) -> None:  # type: ignore[no-untyped-def]
+        await accounts.adjust(
+            session,
+            member_id=member_id,
+            points=points,
+            reason="balance from the legacy system",
+            actor=actor,
+        )
+
+    async def run() -> int:
+        engine = make_engine(settings.database_url)
+        maker = make_sessionmaker(engine)
+        try:
+            job = await run_in_transaction(
+                maker,
+                lambda s: importer.create_job(
+                    s,
+                    settings=settings,
+                    filename=file.name,
+                    content=file.read_bytes(),
+                    source="cli",
+                ),
+            )
+            rows = await run_in_transaction(maker, lambda s: importer.problem_rows(s, job.id))
+            for row in rows:
+                for problem in row.errors or []:
+                    click.echo(
+                        f"line {row.line_no}: {problem['field']}: {problem['message']}", err=True
+                    )
+            click.echo(
+                f"{job.total_rows} rows: {job.valid_rows} to import, "
+                f"{job.existing_rows} already members (skipped), {job.error_rows} with errors"
+            )
+            if dry_run or not job.valid_rows or not (yes or click.confirm("Import now?")):
+                await run_in_transaction(maker, lambda s: importer.cancel(s, job.id))
+                click.echo("nothing imported")
+                return 1 if job.error_rows else 0
+            await run_in_transaction(maker, lambda s: importer.start(s, job.id))
+            with click.progressbar(length=job.valid_rows, label="importing") as bar:
+                done = 0
+
+                def advance(current: importer.MemberImportJob) -> None:
+                    nonlocal done
+                    bar.update(current.processed - done)
+                    done = current.processed
+
+                job = await importer.run(
+                    maker, job.id, settings=settings, credit_points=credit, on_progress=advance
+                )
+            failed = await run_in_transaction(maker, lambda s: importer.problem_rows(s, job.id))
+            for row in failed:
+                if row.status == "failed":
+                    for problem in row.errors or []:
+                        click.echo(f"line {row.line_no}: {problem['message']}", err=True)
+            click.echo(
+                f"imported {job.imported}, skipped {job.skipped + job.existing_rows}, "
+                f"not imported {job.failed + job.error_rows}"
+            )
+            return 1 if job.failed or job.error_rows else 0
+        finally:
+            await engine.dispose()
+
+    try:
+        code = asyncio.run(run())
+    except DomainError as e:
+        raise click.ClickException(e.detail) from e
+    sys.exit(code)
 
 
 if __name__ == "__main__":

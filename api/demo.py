@@ -9,11 +9,12 @@ The passwords are well known, so the demo refuses to load when LOYALTY_ENV=produ
 
 import random
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 import phonenumbers
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api import demo_history
 from api.core import clock
 from api.core.config import Settings
 from api.core.db import make_engine, make_sessionmaker, run_in_transaction
@@ -40,7 +41,7 @@ STORES = (
     ("SH-FS01", "上海浦东加油站 Pudong Fuel Station", 0, StoreKind.fuel_station, 30),
     ("GZ-FS01", "广州天河加油站 Tianhe Fuel Station", 1, StoreKind.fuel_station, 25),
 )
-# (role, e-mail, password, name, home store code or None)
+# (role, e-mail, password, name, store code for store staff)
 STAFF = (
     (Role.admin, ADMIN_EMAIL, ADMIN_PASSWORD, "系统管理员 Administrator", None),
     (Role.marketer, f"marketer@{EMAIL_DOMAIN}", "loyalty-demo-marketer", "市场部 陈思雨", None),
@@ -73,7 +74,7 @@ PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I or O on Chinese plates
 
 
 class DemoRefused(RuntimeError):
-    pass
+    """The demo is not loaded into a production deployment."""
 
 
 @dataclass
@@ -94,9 +95,8 @@ class StaffLogin:
 
 @dataclass
 class DemoMember:
-    member: Member
-    store_code: str
-    enrolled_at: datetime
+    member: Member  # created_at is the (back-dated) enrolment time
+    store_code: str  # home store
     plate: str | None
 
 
@@ -105,6 +105,7 @@ class Demo:
     org: DemoOrg
     staff: list[StaffLogin]
     members: list[DemoMember]
+    history: dict[str, int] = field(default_factory=dict)
 
 
 async def load(settings: Settings) -> bool:
@@ -152,7 +153,23 @@ async def _build(session: AsyncSession, settings: Settings, rng: random.Random) 
     org = await _org(session)
     staff = await _staff(session, org)
     members = await _members(session, settings, org, rng)
-    return Demo(org=org, staff=staff, members=members)
+    demo = Demo(org=org, staff=staff, members=members)
+    await _history(session, settings, demo, rng)
+    return demo
+
+
+async def _history(
+    session: AsyncSession, settings: Settings, demo: Demo, rng: random.Random
+) -> None:
+    """Rules, tiers, rewards and a year of receipts, returns, redemptions and claims."""
+    await demo_history.configure(session)
+    stores = await org_service.list_stores(session)
+    terminals = {}
+    for store in stores:
+        terminals[store.id] = (await org_service.list_terminals(session, store_id=store.id))[0].id
+    demo.history = await demo_history.replay(
+        session, settings, rng, [m.member for m in demo.members], stores, terminals
+    )
 
 
 async def _org(session: AsyncSession) -> DemoOrg:
@@ -230,7 +247,7 @@ async def _members(
             days=rng.randrange(360, 1095) if rng.random() < 0.85 else rng.randrange(1, 360),
             seconds=rng.randrange(86_400),
         )
-        members.append(DemoMember(member, code, member.created_at, plate))
+        members.append(DemoMember(member, code, plate))
     await session.flush()
     return members
 
@@ -290,6 +307,8 @@ def _report(demo: Demo) -> None:
         "Demo programme loaded (demo credentials: never use them for real data)",
         f"  regions: {', '.join(r.name for r in demo.org.regions)}",
         f"  members: {len(members)} ({drivers} with a vehicle plate)",
+        "  history: "
+        + ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in demo.history.items()),
         "",
         "POS terminal API keys (shown once; send as the X-API-Key header):",
         *(f"  {code:<8} {key}" for code, key in demo.org.keys.items()),

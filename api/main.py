@@ -12,9 +12,12 @@ from api.core.config import Settings, get_settings
 from api.core.db import make_engine, make_sessionmaker, run_in_transaction
 from api.core.errors import RequestIdMiddleware, install_error_handlers
 from api.core.health import router as health_router
+from api.insights.router import router as insights_router
 from api.loyalty.admin_router import router as loyalty_router
 from api.loyalty.me_router import router as me_points_router
+from api.loyalty.pos_redemptions_router import router as pos_redemptions_router
 from api.loyalty.pos_router import router as pos_router
+from api.loyalty.rewards_router import router as rewards_router
 from api.members.auth_router import router as member_auth_router
 from api.members.router import me_router
 from api.members.router import router as members_router
@@ -22,6 +25,9 @@ from api.members.sms import sender_for
 from api.org import service as org_service
 from api.org.router import auth_router as staff_auth_router
 from api.org.router import router as org_router
+from api.push import transport as push_transport
+from api.push.me_router import router as push_me_router
+from api.push.router import router as campaigns_router
 
 log = logging.getLogger("loyalty")
 
@@ -32,6 +38,9 @@ TAGS = [
     {"name": "me", "description": "The companion app: profile, QR member card, vehicles."},
     {"name": "pos", "description": "The till: identify, receipts, returns, redemptions, coupons."},
     {"name": "loyalty", "description": "Programme settings, earning rules, tiers, adjustments."},
+    {"name": "rewards", "description": "The rewards catalogue members spend points on."},
+    {"name": "insights", "description": "ABC, RFM, lapse follow-up, churn, liability and KPIs."},
+    {"name": "campaigns", "description": "Push campaigns: audience, schedule, report and lift."},
     {"name": "operations", "description": "Health and readiness probes."},
 ]
 
@@ -57,6 +66,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _bootstrap(app, settings)
+        push_transport.announce(settings)
         background = None
         if settings.run_worker_in_process:
             background = asyncio.create_task(worker.loop(app.state.sessionmaker, settings))
@@ -94,7 +104,12 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # 
         me_router,
         me_points_router,
         pos_router,
+        pos_redemptions_router,
+        rewards_router,
         loyalty_router,
+        insights_router,
+        push_me_router,
+        campaigns_router,
     ):
         app.include_router(router)
 

@@ -9,7 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.core import ratelimit
 from api.core.config import Settings
 from api.core.db import make_engine, make_sessionmaker, run_in_transaction
+from api.insights import service as insights_service
+from api.loyalty import jobs as ledger_jobs
+from api.loyalty import redemptions, rewards
 from api.members import identity
+from api.push import jobs as push_jobs
+from api.push import transport as push_transport
 
 log = logging.getLogger("loyalty.worker")
 
@@ -20,7 +25,17 @@ async def _housekeeping(session: AsyncSession) -> int:
     return await ratelimit.prune(session) + await identity.prune_used_codes(session)
 
 
-JOBS: list[tuple[str, Job]] = [("housekeeping", _housekeeping)]
+JOBS: list[tuple[str, Job]] = [
+    ("housekeeping", _housekeeping),
+    ("release_lapsed_redemptions", redemptions.release_lapsed),
+    ("expire_coupons", rewards.expire_coupons),
+    ("mature_pending_points", ledger_jobs.mature_pending),
+    ("expire_points", ledger_jobs.expire_lots),
+    ("review_tiers", ledger_jobs.review_tiers),
+    ("insights_refresh", insights_service.refresh_if_stale),
+    ("push_schedule_runs", push_jobs.schedule_runs),
+    ("push_dispatch", push_jobs.dispatch),
+]
 
 
 async def run_once(maker: async_sessionmaker[AsyncSession]) -> dict[str, int]:
@@ -45,6 +60,7 @@ async def run(settings: Settings, *, once: bool = False) -> None:
     """`loyalty worker`: its own engine; one pass with --once, else the loop."""
     engine = make_engine(settings.database_url)
     maker = make_sessionmaker(engine)
+    push_transport.announce(settings)
     try:
         if once:
             await run_once(maker)

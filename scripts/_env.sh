@@ -12,11 +12,16 @@ ensure_venv() {
   if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return
   fi
-  if ! command -v uv >/dev/null 2>&1; then
-    python3 -m pip install --quiet --disable-pip-version-check uv || python3 -m pip install --quiet --user uv
-    export PATH="$HOME/.local/bin:$PATH"
+  # The venv comes from the standard library (python3-venv on Debian); uv is installed into
+  # it with the venv's own pip, so no system pip or "externally managed" Python is touched.
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv 2>/dev/null || { rm -rf .venv; apt_install python3-venv; python3 -m venv .venv; }
   fi
-  [ -x .venv/bin/python ] || uv venv --quiet --python "$(command -v python3)" .venv
+  if [ ! -x .venv/bin/uv ]; then
+    .venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip --upgrade >/dev/null
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check uv
+  fi
+  uv() { .venv/bin/uv "$@"; }
   uv pip install --quiet --python .venv/bin/python -r requirements.lock
   uv pip install --quiet --python .venv/bin/python --no-deps -e .
   echo "$want" > "$stamp"

@@ -146,3 +146,16 @@ def client_at(app, ip: str) -> httpx.AsyncClient:  # type: ignore[no-untyped-def
     """A client whose requests come from `ip` (the ASGI transport's client address)."""
     transport = httpx.ASGITransport(app=app, client=(ip, 50000))
     return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing():  # type: ignore[no-untyped-def]
+    """Argon2id at test-sized cost: same algorithm and hash format, ~100× faster per staff."""
+    from argon2 import PasswordHasher
+
+    from api.core import security
+
+    default = security._hasher
+    security._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    security._hasher = default

@@ -30,6 +30,18 @@ class Settings(BaseSettings):
     test_phone_codes: str = ""
 
     firebase_credentials: str | None = None
+    fcm_url: str | None = Field(None, description="test only: base URL of a loopback fake FCM")
+    push_send_rate: float = Field(5000.0, gt=0, le=10_000, description="messages/s per process")
+    push_batch_size: int = Field(500, ge=1, le=500)
+    push_max_retries: int = Field(5, ge=0, le=20)
+    push_backoff_base_seconds: float = Field(0.5, ge=0)
+    push_backoff_max_seconds: float = Field(30.0, ge=0)
+    push_lease_seconds: int = Field(300, ge=5)
+    push_quiet_hours: str = Field("21:00-08:00", pattern=r"^(\d{2}:\d{2}-\d{2}:\d{2})?$")
+    push_frequency_cap: int = Field(3, ge=0, description="marketing pushes per member per 7 days")
+    push_attribution_days: int = Field(7, ge=1, le=90)
+    push_catch_up_hours: int = Field(6, ge=1, le=72)
+    push_welcome_minutes: int = Field(15, ge=1, le=1440)
 
     staff_token_minutes: int = Field(60, ge=1)
     member_token_minutes: int = Field(15, ge=1)

@@ -32,7 +32,10 @@ class IdempotencyKeyReused(InvalidInput):
 
 def request_fingerprint(request: Request, body: Any) -> str:
     payload = json.dumps(
-        [request.method, request.url.path, jsonable_encoder(body)], sort_keys=True, default=str
+        # exclude_unset: an explicit null (clear the field) is another body than a missing field
+        [request.method, request.url.path, jsonable_encoder(body, exclude_unset=True)],
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -69,6 +69,10 @@ class RewardLimitReached(Conflict):
     """The member already claimed this reward as often as allowed."""
 
 
+class InvalidReward(InvalidInput):
+    """The reward's settings are not valid."""
+
+
 class CouponNotFound(NotFound):
     """No such coupon."""
 

@@ -39,9 +39,15 @@ class Source:
 async def lock_account(session: AsyncSession, member_id: int) -> Account:
     """The member's account, created if missing, locked FOR UPDATE until the transaction ends.
 
-    On SQLite the write transaction (BEGIN IMMEDIATE) already serialises writers.
+    On SQLite the write transaction (BEGIN IMMEDIATE) already serialises writers. The row is
+    re-read even if this session loaded it before the lock, so no stale balance is written back.
     """
-    stmt = select(Account).where(Account.member_id == member_id).with_for_update()
+    stmt = (
+        select(Account)
+        .where(Account.member_id == member_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     account = (await session.execute(stmt)).scalar_one_or_none()
     if account is not None:
         return account
@@ -52,7 +58,7 @@ async def lock_account(session: AsyncSession, member_id: int) -> Account:
             )
     except IntegrityError:
         pass
-    return (await session.execute(stmt.execution_options(populate_existing=True))).scalar_one()
+    return (await session.execute(stmt)).scalar_one()
 
 
 def expiry_for(earned_at: datetime, months: int | None, timezone: str) -> datetime | None:
@@ -93,7 +99,8 @@ def _repay_debt(account: Account, lot: LedgerEntry) -> None:
     if account.available < 0 and lot.remaining > 0:
         repaid = min(lot.remaining, -account.available)
         lot.remaining -= repaid
-        lot.detail = {**(lot.detail or {}), "repaid_debt": repaid}
+        detail = lot.detail or {}
+        lot.detail = {**detail, "repaid_debt": detail.get("repaid_debt", 0) + repaid}
 
 
 async def credit(
@@ -142,7 +149,7 @@ async def _lots(
         stmt = stmt.where(LedgerEntry.id.not_in(exclude))
     stmt = stmt.order_by(
         case((LedgerEntry.expires_at.is_(None), 1), else_=0), LedgerEntry.expires_at, LedgerEntry.id
-    )
+    ).execution_options(populate_existing=True)
     return list((await session.execute(stmt)).scalars())
 
 
@@ -172,7 +179,9 @@ async def debit(
             LedgerEntry.member_id == account.member_id,
             LedgerEntry.remaining > 0,
         )
-        preferred = list((await session.execute(stmt)).scalars())
+        preferred = list(
+            (await session.execute(stmt.execution_options(populate_existing=True))).scalars()
+        )
     seen = [lot.id for lot in preferred]
     pending = (
         await _lots(session, account.member_id, matured=False, exclude=seen)
@@ -211,7 +220,7 @@ async def restore(
     entry = _entry(account.member_id, "release", -burn.points, source, detail={"restores": burn.id})
     session.add(entry)
     for use in uses:
-        lot = await session.get(LedgerEntry, use.lot_id)
+        lot = await session.get(LedgerEntry, use.lot_id, populate_existing=True)
         assert lot is not None
         lot.remaining += use.points
         if lot.matured:
@@ -219,6 +228,7 @@ async def restore(
             account.available += use.points
         else:
             account.pending += use.points
+    account.available += (burn.detail or {}).get("unbacked", 0)
     account.updated_at = clock.now()
     await session.flush()
     return entry

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends, Request
 from api.core.db import SessionDep
 from api.core.idempotency import IdempotencyKey, run_once
 from api.core.pagination import Page, PageParams, page_params
-from api.loyalty import accounts, ledger, purchases
+from api.loyalty import accounts, claims, ledger
 from api.loyalty.schemas import ClaimReceiptIn, LedgerEntryRead, PointsRead, PurchaseResult
 from api.members.dependencies import CurrentMember
 
@@ -41,7 +41,7 @@ async def claim_receipt(
     """Claim the points of a receipt paid without the card (within the claim window, once)."""
 
     async def work() -> PurchaseResult:
-        return await purchases.claim(
+        return await claims.claim(
             session,
             member=member,
             store_code=body.store_code,

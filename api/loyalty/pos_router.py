@@ -30,22 +30,36 @@ def _till(ctx: TerminalContext) -> Till:
 
 @router.post("/identify", response_model=IdentifyResult)
 async def identify(
-    body: IdentifyRequest, session: SessionDep, settings: SettingsDep, till: CurrentTerminal
+    body: IdentifyRequest,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    till: CurrentTerminal,
+    idempotency_key: IdempotencyKey = None,
 ) -> IdentifyResult:
     """Scan: a rotating QR payload, card number, phone or plate → the member and a till token."""
-    found = await identity.identify(
-        session, settings=settings, terminal_id=till.terminal.id, code=body.code
-    )
-    balance = await accounts.balance_of(session, found.member.id)
-    return IdentifyResult(
-        member_id=found.member.id,
-        display_name=members_service.display_name(found.member),
-        tier=balance.tier,
-        balance=BalanceRead(available=balance.available, pending=balance.pending),
-        can_redeem=found.can_redeem,
-        method=found.method,
-        till_token=identity.issue_till_token(settings, terminal_id=till.terminal.id, found=found),
-        till_token_expires_in=settings.till_token_seconds,
+    terminal_id = till.terminal.id
+
+    async def work() -> IdentifyResult:
+        found = await identity.identify(
+            session, settings=settings, terminal_id=terminal_id, code=body.code
+        )
+        balance = await accounts.balance_of(session, found.member.id)
+        return IdentifyResult(
+            member_id=found.member.id,
+            display_name=members_service.display_name(found.member),
+            tier=balance.tier,
+            balance=BalanceRead(available=balance.available, pending=balance.pending),
+            can_redeem=found.can_redeem,
+            method=found.method,
+            till_token=identity.issue_till_token(settings, terminal_id=terminal_id, found=found),
+            till_token_expires_in=settings.till_token_seconds,
+        )
+
+    # A rotating code is accepted once: a POS that lost the response retries with the same
+    # key and gets the first answer instead of CodeReplayed.
+    return await run_once(
+        session, request, scope=f"terminal:{terminal_id}", key=idempotency_key, body=body, work=work
     )
 
 

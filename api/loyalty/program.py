@@ -1,10 +1,10 @@
 """Programme settings, earning rules (versioned) and tier definitions."""
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from dateutil.rrule import rrulestr
+from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrulestr
 from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -125,9 +125,11 @@ class _MemberDay(_Promotion):
     @model_validator(mode="after")
     def _parses(self) -> "_MemberDay":
         try:
-            rrulestr(self.rrule, dtstart=clock.now().replace(tzinfo=None))
+            recurrence = rrulestr(self.rrule, dtstart=datetime(2000, 1, 1))
         except (ValueError, TypeError) as e:
             raise ValueError(f"not an RFC 5545 RRULE: {e}") from e
+        if getattr(recurrence, "_freq", YEARLY) not in (YEARLY, MONTHLY, WEEKLY, DAILY):
+            raise ValueError("a member day repeats daily, weekly, monthly or yearly")
         return self
 
 
@@ -188,6 +190,11 @@ async def _snapshot(session: AsyncSession, rule: Rule) -> None:
     await session.flush()
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """Rule windows are stored in UTC; a time without an offset is taken as UTC."""
+    return clock.as_utc(value) if value is not None else None
+
+
 async def list_rules(session: AsyncSession, *, active_only: bool = False) -> list[Rule]:
     stmt = select(Rule).order_by(Rule.id)
     if active_only:
@@ -213,8 +220,8 @@ async def create_rule(session: AsyncSession, *, data: RuleCreate) -> Rule:
         store_ids=data.store_ids,
         region_ids=data.region_ids,
         store_kind=data.store_kind,
-        valid_from=data.valid_from,
-        valid_until=data.valid_until,
+        valid_from=_utc(data.valid_from),
+        valid_until=_utc(data.valid_until),
         caps=data.caps.model_dump(exclude_none=True) if data.caps else {},
         budget=data.budget,
         budget_used=0,
@@ -239,6 +246,9 @@ async def update_rule(session: AsyncSession, rule: Rule, *, data: RuleUpdate) ->
         changes["params"] = validate_params(rules.RuleKind(rule.kind), changes["params"] or {})
     if "caps" in changes:
         changes["caps"] = {k: v for k, v in (changes["caps"] or {}).items() if v is not None}
+    for moment in ("valid_from", "valid_until"):
+        if moment in changes:
+            changes[moment] = _utc(changes[moment])
     before = _definition(rule)
     for field, value in changes.items():
         setattr(rule, field, value)

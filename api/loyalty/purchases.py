@@ -14,13 +14,7 @@ from api.core.config import Settings
 from api.core.errors import DomainError
 from api.loyalty import ledger, rules, tiers
 from api.loyalty import program as program_service
-from api.loyalty.exceptions import (
-    CurrencyMismatch,
-    DuplicateReceipt,
-    InvalidPurchase,
-    ReceiptAlreadyClaimed,
-    ReceiptNotClaimable,
-)
+from api.loyalty.exceptions import CurrencyMismatch, DuplicateReceipt, InvalidPurchase
 from api.loyalty.models import Account, Program, Purchase, PurchaseLine, Rule, RuleAward
 from api.loyalty.schemas import (
     AwardRead,
@@ -34,7 +28,6 @@ from api.loyalty.schemas import (
 from api.members import identity
 from api.members import service as members_service
 from api.members.models import Member
-from api.org import service as org_service
 from api.org.models import Store
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -172,7 +165,8 @@ async def evaluate(
     )
 
 
-def _points_block(evaluation: Evaluation) -> PointsBlock:
+def points_block(evaluation: Evaluation) -> PointsBlock:
+    """The `points` block of a purchase or quote response."""
     earned = evaluation.quote.points
     return PointsBlock(
         earned=earned,
@@ -217,9 +211,7 @@ async def quote(
             body=body,
             occurred_at=occurred_at,
         )
-        return QuoteResult(
-            member_id=member.id if member else None, points=_points_block(evaluation)
-        )
+        return QuoteResult(member_id=member.id if member else None, points=points_block(evaluation))
     finally:
         await savepoint.rollback()
 
@@ -229,7 +221,7 @@ async def find_receipt(session: AsyncSession, store_id: int, receipt_no: str) ->
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def _earn(
+async def earn_purchase(
     session: AsyncSession,
     *,
     account: Account,
@@ -238,6 +230,7 @@ async def _earn(
     program: Program,
     actor: str,
 ) -> None:
+    """Credit a member's purchase: line points, rule awards and budgets, the lot, the tier."""
     quote_ = evaluation.quote
     per_line = quote_.points_by_line()
     lines = (
@@ -357,7 +350,7 @@ async def record(
     )
     await session.flush()
     if account is not None:
-        await _earn(
+        await earn_purchase(
             session,
             account=account,
             purchase=purchase,
@@ -369,7 +362,7 @@ async def record(
         purchase_id=purchase.id,
         receipt_no=purchase.receipt_no,
         member_id=purchase.member_id,
-        points=_points_block(evaluation),
+        points=points_block(evaluation),
         balance=BalanceRead(available=account.available, pending=account.pending)
         if account
         else None,
@@ -423,81 +416,3 @@ async def record_batch(
                 )
             )
     return results
-
-
-async def claim(
-    session: AsyncSession, *, member: Member, store_code: str, receipt_no: str, total: int
-) -> PurchaseResult:
-    """A member claims a receipt posted without a card, within the claim window, once."""
-    program = await program_service.get_program(session)
-    try:
-        store = await org_service.get_store_by_code(session, store_code)
-    except DomainError as e:
-        raise ReceiptNotClaimable() from e
-    account = await ledger.lock_account(session, member.id)
-    stmt = (
-        select(Purchase)
-        .where(Purchase.store_id == store.id, Purchase.receipt_no == receipt_no)
-        .with_for_update()
-    )
-    purchase = (await session.execute(stmt)).scalar_one_or_none()
-    if purchase is None or purchase.total != total:
-        raise ReceiptNotClaimable()
-    if purchase.member_id is not None:
-        raise ReceiptAlreadyClaimed()
-    if purchase.occurred_at < clock.now() - timedelta(days=program.claim_window_days):
-        raise ReceiptNotClaimable("the claim window for this receipt has closed")
-    lines = list(
-        (
-            await session.execute(
-                select(PurchaseLine)
-                .where(PurchaseLine.purchase_id == purchase.id)
-                .order_by(PurchaseLine.line_no)
-            )
-        ).scalars()
-    )
-    body = PurchaseIn(
-        receipt_no=purchase.receipt_no,
-        currency=purchase.currency,
-        total=purchase.total,
-        lines=[
-            {
-                "line_no": ln.line_no,
-                "sku": ln.sku,
-                "category": ln.category,
-                "quantity": ln.quantity,
-                "amount": ln.amount,
-                "fuel_grade": ln.fuel_grade,
-                "volume_ml": ln.volume_ml,
-            }
-            for ln in lines
-        ],
-    )
-    evaluation = await evaluate(
-        session,
-        program=program,
-        store=store,
-        member=member,
-        account=account,
-        body=body,
-        occurred_at=purchase.occurred_at,
-        lock_budgets=True,
-    )
-    purchase.member_id = member.id
-    purchase.claimed_at = clock.now()
-    await _earn(
-        session,
-        account=account,
-        purchase=purchase,
-        evaluation=evaluation,
-        program=program,
-        actor=f"member:{member.id}",
-    )
-    return PurchaseResult(
-        purchase_id=purchase.id,
-        receipt_no=purchase.receipt_no,
-        member_id=member.id,
-        points=_points_block(evaluation),
-        balance=BalanceRead(available=account.available, pending=account.pending),
-        tier=account.tier,
-    )

@@ -21,12 +21,20 @@ def _amount_for(
     line: PurchaseLine, wanted_quantity: Decimal | None, wanted_amount: int | None
 ) -> int:
     left = line.amount - line.returned_amount
+    quantity_left = Decimal(line.quantity) - Decimal(line.returned_quantity)
+    if left <= 0 and (line.amount > 0 or quantity_left <= 0):  # a free line counts by quantity
+        raise ReturnExceedsPurchase(f"line {line.line_no}: everything was already returned")
     if wanted_amount is not None:
         amount = wanted_amount
     elif wanted_quantity is not None:
-        if wanted_quantity > Decimal(line.quantity) - Decimal(line.returned_quantity):
+        if wanted_quantity > quantity_left:
             raise ReturnExceedsPurchase(f"line {line.line_no}: more quantity than was bought")
-        amount = int(line.amount * wanted_quantity // Decimal(line.quantity))
+        # the last units take what is left, so returning every unit returns the whole amount
+        amount = (
+            left
+            if wanted_quantity == quantity_left
+            else int(line.amount * wanted_quantity // Decimal(line.quantity))
+        )
     else:
         amount = left
     if amount > left:
@@ -56,6 +64,12 @@ async def process(
     purchase = await session.get(Purchase, purchase_id)
     if purchase is None:
         raise PurchaseNotFound()
+    account = await ledger.lock_account(session, purchase.member_id) if purchase.member_id else None
+    # Re-read under lock (account first, like every balance change): a concurrent return or
+    # claim of this receipt may have committed while we waited.
+    purchase = await _locked_purchase(session, purchase_id)
+    if purchase.member_id is not None and account is None:  # claimed while we waited
+        account = await ledger.lock_account(session, purchase.member_id)
     requested = [ln.model_dump(mode="json") for ln in body.lines]
     prior = (
         await session.execute(
@@ -69,8 +83,12 @@ async def process(
         if prior.lines != requested:
             raise ReturnNoReused()
         return await _result(session, prior, purchase.member_id)
-    account = await ledger.lock_account(session, purchase.member_id) if purchase.member_id else None
-    stmt = select(PurchaseLine).where(PurchaseLine.purchase_id == purchase.id).with_for_update()
+    stmt = (
+        select(PurchaseLine)
+        .where(PurchaseLine.purchase_id == purchase.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     lines = {ln.line_no: ln for ln in (await session.execute(stmt)).scalars()}
     if len({ln.line_no for ln in body.lines}) != len(body.lines):
         raise InvalidPurchase("each line_no once per return")
@@ -113,32 +131,91 @@ async def process(
     except IntegrityError:
         raise ReturnNoReused("this return_no is being processed; retry") from None
     if account is not None and points > 0:
-        lot_ids = list(
-            (
-                await session.execute(
-                    select(LedgerEntry.id).where(
-                        LedgerEntry.source_type == "purchase",
-                        LedgerEntry.source_id == purchase.id,
-                        LedgerEntry.kind == "earn",
-                    )
-                )
-            ).scalars()
-        )
-        await ledger.debit(
+        await _take_back(
             session,
             account,
-            kind="reverse",
-            points=points,
-            source=ledger.Source(
+            purchase,
+            points,
+            ledger.Source(
                 "return",
                 done.id,
                 actor,
                 f"return {body.return_no} of receipt {purchase.receipt_no}",
                 purchase.store_id,
             ),
-            prefer_lot_ids=lot_ids,
-            pending_first=True,
-            allow_negative=True,
         )
     await session.flush()
     return await _result(session, done, purchase.member_id)
+
+
+async def _locked_purchase(session: AsyncSession, purchase_id: int) -> Purchase:
+    stmt = (
+        select(Purchase)
+        .where(Purchase.id == purchase_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def _take_back(
+    session: AsyncSession, account: Account, purchase: Purchase, points: int, source: ledger.Source
+) -> None:
+    """Reverse points: this receipt's own lots first, then pending lots, then available ones;
+    whatever was already spent leaves the balance negative."""
+    lot_ids = list(
+        (
+            await session.execute(
+                select(LedgerEntry.id).where(
+                    LedgerEntry.source_type == "purchase",
+                    LedgerEntry.source_id == purchase.id,
+                    LedgerEntry.kind == "earn",
+                )
+            )
+        ).scalars()
+    )
+    await ledger.debit(
+        session,
+        account,
+        kind="reverse",
+        points=points,
+        source=source,
+        prefer_lot_ids=lot_ids,
+        pending_first=True,
+        allow_negative=True,
+    )
+
+
+async def reverse_earlier_returns(
+    session: AsyncSession, *, account: Account, purchase: Purchase, actor: str
+) -> int:
+    """A receipt claimed after some of it came back keeps points only for what was kept."""
+    if not purchase.returned_total:
+        return 0
+    lines = (
+        await session.execute(select(PurchaseLine).where(PurchaseLine.purchase_id == purchase.id))
+    ).scalars()
+    points = 0
+    for line in lines:
+        if line.returned_amount:
+            reversed_now = rules.reversal(line.points, line.amount, 0, line.returned_amount)
+            line.points_reversed += reversed_now
+            points += reversed_now
+    points += rules.reversal(purchase.bonus_points, purchase.total, 0, purchase.returned_total)
+    purchase.points_reversed += points
+    if points > 0:
+        await _take_back(
+            session,
+            account,
+            purchase,
+            points,
+            ledger.Source(
+                "purchase",
+                purchase.id,
+                actor,
+                f"returned before receipt {purchase.receipt_no} was claimed",
+                purchase.store_id,
+            ),
+        )
+    await session.flush()
+    return points

@@ -11,30 +11,38 @@ Stacking policy (one policy, applied in this order):
    highest matching ``multiplier`` rule (100 % when none); promotion factors are the member day,
    the birthday and the member's tier. E.g. base 10, fresh food ×3, member day ×2, Gold ×1.5
    → 10 × (300 % + 100 % + 50 %) = 45.
-4. Fixed bonuses are added per receipt: ``welcome`` (first purchase), ``basket`` (total at least
-   ``min_total``), and the bonus points of a member day or birthday rule.
+4. Fixed bonuses are added per receipt: ``welcome`` (first purchase), ``basket`` (the single
+   best basket rule whose ``min_total`` the eligible lines reach), and the bonus points of a
+   member day or birthday rule. Excluded lines count towards no threshold, and a receipt of
+   excluded lines only earns no bonus at all (no gift-card loophole).
 5. Caps and budgets apply per rule after that: a rule's points are cut to what its caps per
    member (day / week / month / year, in store-local time) and its total budget still allow;
    a rule cut to nothing is recorded as a zero-point award with the reason.
-6. Rounding is per receipt (``floor`` by default): exact milli-points are summed and rounded
-   once; the breakdown is apportioned by largest remainder so it always adds up to the total.
+6. Rounding is per receipt (``floor`` by default): exact (fractional) points are summed and
+   rounded once; the breakdown is apportioned by largest remainder, first across rules (base,
+   each rule, the tier) and then across that rule's lines, so it always adds up to the total and
+   no rule ends up more than a rounding step from its exact share (a capped rule never above
+   its cap).
 """
 
 from __future__ import annotations
 
 import calendar
 import enum
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import rrulestr
+from dateutil.rrule import rrulebase, rrulestr
 
 MILLI = 1000
+RRULE_ANCHOR = date(2000, 1, 1)
 
 
 class RuleKind(enum.StrEnum):
@@ -151,19 +159,64 @@ def is_birthday(birthday: date | None, local_day: date, window: str) -> bool:
     if window == "day":
         return local_day == this_year
     if window == "week":
-        return local_day.isocalendar()[:2] == this_year.isocalendar()[:2]
+        # The ISO week holding the birthday can straddle New Year (31 Dec → week 1 of next
+        # year, 1 Jan → week 52/53 of the last), so look at the neighbouring years' birthdays too.
+        week = local_day.isocalendar()[:2]
+        return any(
+            birthday_in_year(birthday, year).isocalendar()[:2] == week
+            for year in (local_day.year - 1, local_day.year, local_day.year + 1)
+        )
     if window == "month":
         return local_day.month == this_year.month
     raise ValueError(f"unknown birthday window {window!r}")
 
 
-def occurs_on(rrule_text: str, local_day: date, dtstart: date | None = None) -> bool:
-    """Whether an RFC 5545 RRULE has an occurrence on this local calendar day."""
-    start = datetime.combine(dtstart or date(2000, 1, 1), time.min)
-    recurrence = rrulestr(rrule_text, dtstart=start)
+def occurs_on(rrule_text: str, local_day: date, dtstart: date | str | None = None) -> bool:
+    """Whether an RFC 5545 RRULE has an occurrence on this local calendar day.
+
+    Without ``dtstart`` the rule starts on 1 January 2000 (which fixes the defaults RFC 5545
+    takes from DTSTART, e.g. ``FREQ=WEEKLY`` alone means Saturdays).
+    """
+    if isinstance(dtstart, str):
+        dtstart = date.fromisoformat(dtstart)
+    start = _iteration_start(rrule_text, dtstart or RRULE_ANCHOR, local_day)
     day_start = datetime.combine(local_day, time.min)
-    upcoming = recurrence.after(day_start, inc=True)
+    upcoming = _recurrence(rrule_text, start).after(day_start, inc=True)
     return upcoming is not None and upcoming < day_start + timedelta(days=1)
+
+
+@functools.lru_cache(maxsize=512)
+def _recurrence(rrule_text: str, start: date) -> rrulebase:
+    return rrulestr(rrule_text, dtstart=datetime.combine(start, time.min))
+
+
+def _iteration_start(rrule_text: str, dtstart: date, local_day: date) -> date:
+    """A later DTSTART with the same occurrences from there on, so lookups stay fast.
+
+    dateutil walks every occurrence from DTSTART; a daily rule anchored in 2000 costs
+    ~10,000 steps per lookup and grows each year. For a single RRULE with INTERVAL=1 and no
+    COUNT, a start on the same month, day and weekday in a later year (still before the day
+    asked about) yields the same occurrences from there on: every period is visited either
+    way and the defaults taken from DTSTART are unchanged.
+    """
+    body = rrule_text.strip().upper().removeprefix("RRULE:")
+    if ":" in body or any(ch.isspace() for ch in body):
+        return dtstart  # DTSTART/RDATE/EXDATE lines: leave it to dateutil
+    try:
+        parts = dict(part.split("=", 1) for part in body.split(";") if part)
+        interval = int(parts.get("INTERVAL", "1"))
+    except ValueError:
+        return dtstart
+    if interval != 1 or "COUNT" in parts:
+        return dtstart
+    for year in range(local_day.year - 1, dtstart.year, -1):
+        try:
+            candidate = dtstart.replace(year=year)
+        except ValueError:  # 29 February in a common year
+            continue
+        if candidate.weekday() == dtstart.weekday():
+            return candidate
+    return dtstart
 
 
 def period_bounds(local: datetime, period: str) -> tuple[datetime, datetime]:
@@ -218,10 +271,7 @@ def _matches_line(rule: Rule, line: Line) -> bool:
 def _promotion_active(rule: Rule, ctx: Context) -> bool:
     local_day = ctx.local.date()
     if rule.kind == RuleKind.member_day:
-        start = rule.params.get("dtstart")
-        return occurs_on(
-            rule.params["rrule"], local_day, date.fromisoformat(start) if start else None
-        )
+        return occurs_on(rule.params["rrule"], local_day, rule.params.get("dtstart"))
     if rule.kind == RuleKind.birthday:
         return is_birthday(ctx.birthday, local_day, rule.params.get("window", "day"))
     return False
@@ -234,23 +284,29 @@ def _promotion_active(rule: Rule, ctx: Context) -> bool:
 class _Part:
     line_no: int | None
     rule: str
-    milli: int
+    milli: Fraction
     rule_id: int | None = None
     rule_version: int | None = None
     reason: str | None = None
 
 
-def _base(line: Line, program: Program, fuel_rules: Sequence[Rule]) -> tuple[int, Rule | None]:
+def _base(line: Line, program: Program, fuel_rules: Sequence[Rule]) -> tuple[Fraction, Rule | None]:
+    """Exact milli-points: truncating per line would break "rounded once per receipt"."""
     if line.fuel_grade and line.volume_ml:
         for rule in fuel_rules:
             per_litre = rule.params.get("grades", {}).get(line.fuel_grade)
             if per_litre is not None:
                 # per_litre is in hundredths of a point per litre (150 = 1.5 pt/L)
-                return line.volume_ml * int(per_litre) // 100, rule
-    return line.amount * program.earn_points * MILLI // program.earn_amount, None
+                return Fraction(line.volume_ml * int(per_litre), 100), rule
+    return Fraction(line.amount * program.earn_points * MILLI, program.earn_amount), None
 
 
-def _part(line_no: int | None, rule: Rule, milli: int) -> _Part:
+def _extra(base: Fraction, percent: int) -> Fraction:
+    """What a multiplier adds on top of the base (×1.5 → half the base)."""
+    return base * (percent - 100) / 100
+
+
+def _part(line_no: int | None, rule: Rule, milli: Fraction) -> _Part:
     return _Part(line_no, rule.code, milli, rule.id, rule.version)
 
 
@@ -274,13 +330,22 @@ def compute(
     ]
 
     parts: list[_Part] = []
+    eligible_total = 0
     for line in sorted(lines, key=lambda ln: ln.line_no):
         excluded = next((r for r in by_kind[RuleKind.exclude] if _matches_line(r, line)), None)
         if excluded is not None:
             parts.append(
-                _Part(line.line_no, excluded.code, 0, excluded.id, excluded.version, "excluded")
+                _Part(
+                    line.line_no,
+                    excluded.code,
+                    Fraction(0),
+                    excluded.id,
+                    excluded.version,
+                    "excluded",
+                )
             )
             continue
+        eligible_total += line.amount
         base, fuel_rule = _base(line, program, by_kind[RuleKind.fuel])
         if fuel_rule is None:
             parts.append(_Part(line.line_no, "base", base))
@@ -296,35 +361,52 @@ def compute(
                 _part(
                     line.line_no,
                     category,
-                    base * (int(category.params["multiplier_percent"]) - 100) // 100,
+                    _extra(base, int(category.params["multiplier_percent"])),
                 )
             )
         for promo in promotions:
             factor = int(promo.params.get("multiplier_percent") or 100)
             if factor != 100:
-                parts.append(_part(line.line_no, promo, base * (factor - 100) // 100))
+                parts.append(_part(line.line_no, promo, _extra(base, factor)))
         if ctx.tier_multiplier_percent != 100:
             parts.append(
                 _Part(
                     line.line_no,
                     f"tier:{ctx.tier}",
-                    base * (ctx.tier_multiplier_percent - 100) // 100,
+                    _extra(base, ctx.tier_multiplier_percent),
                 )
             )
 
-    if ctx.is_first_purchase:
-        for rule in by_kind[RuleKind.welcome]:
-            parts.append(_part(None, rule, int(rule.params["points"]) * MILLI))
-    for rule in by_kind[RuleKind.basket]:
-        if ctx.total >= int(rule.params["min_total"]):
-            parts.append(_part(None, rule, int(rule.params["points"]) * MILLI))
-    for promo in promotions:
-        bonus = int(promo.params.get("bonus_points") or 0)
-        if bonus:
-            parts.append(_part(None, promo, bonus * MILLI))
+    if eligible_total > 0:
+        parts.extend(_receipt_bonuses(by_kind, promotions, ctx, eligible_total))
 
     parts = _apply_caps(parts, {r.id: r for r in active}, usage)
     return _round(parts, program.rounding)
+
+
+def _receipt_bonuses(
+    by_kind: Mapping[RuleKind, list[Rule]],
+    promotions: list[Rule],
+    ctx: Context,
+    eligible_total: int,
+) -> list[_Part]:
+    """Welcome, the best basket bonus reached, and promotion bonuses — on eligible lines only."""
+    bonuses = []
+    if ctx.is_first_purchase:
+        bonuses += [_fixed(rule, int(rule.params["points"])) for rule in by_kind[RuleKind.welcome]]
+    reached = [r for r in by_kind[RuleKind.basket] if eligible_total >= int(r.params["min_total"])]
+    if reached:
+        best = max(reached, key=lambda r: (int(r.params["points"]), -r.id))
+        bonuses.append(_fixed(best, int(best.params["points"])))
+    for promo in promotions:
+        bonus = int(promo.params.get("bonus_points") or 0)
+        if bonus:
+            bonuses.append(_fixed(promo, bonus))
+    return bonuses
+
+
+def _fixed(rule: Rule, points: int) -> _Part:
+    return _part(None, rule, Fraction(points * MILLI))
 
 
 def _allowance(rule: Rule, usage: Usage) -> tuple[int | None, str | None]:
@@ -343,7 +425,7 @@ def _allowance(rule: Rule, usage: Usage) -> tuple[int | None, str | None]:
 
 
 def _apply_caps(parts: list[_Part], rules: Mapping[int, Rule], usage: Usage) -> list[_Part]:
-    totals: dict[int, int] = defaultdict(int)
+    totals: dict[int, Fraction] = defaultdict(Fraction)
     for part in parts:
         if part.rule_id is not None:
             totals[part.rule_id] += part.milli
@@ -360,17 +442,13 @@ def _apply_caps(parts: list[_Part], rules: Mapping[int, Rule], usage: Usage) -> 
 
 def _scale(parts: list[_Part], target: int) -> None:
     """Cut parts proportionally so they add up to `target` milli-points exactly."""
-    total = sum(p.milli for p in parts)
-    scaled = [p.milli * target // total if total else 0 for p in parts]
-    shortfall = target - sum(scaled)
-    order = sorted(range(len(parts)), key=lambda i: -(parts[i].milli * target % max(total, 1)))
-    for i in order[:shortfall]:
-        scaled[i] += 1
-    for part, milli in zip(parts, scaled, strict=True):
-        part.milli = milli
+    total = sum((p.milli for p in parts), Fraction(0))
+    for part in parts:
+        part.milli = part.milli * target / total if total else Fraction(0)
 
 
-def round_points(milli: int, rounding: str) -> int:
+def round_points(milli: int | Fraction, rounding: str) -> int:
+    """Whole points from (possibly fractional) milli-points."""
     if rounding == "floor":
         return milli // MILLI
     if rounding == "ceil":
@@ -381,17 +459,36 @@ def round_points(milli: int, rounding: str) -> int:
 
 
 def _round(parts: list[_Part], rounding: str) -> Quote:
-    total = round_points(sum(p.milli for p in parts), rounding)
-    floors = [p.milli // MILLI for p in parts]
-    leftover = total - sum(floors)
-    order = sorted(range(len(parts)), key=lambda i: (-(parts[i].milli % MILLI), i))
-    for i in order[: max(0, leftover)]:
-        floors[i] += 1
+    total = round_points(sum((p.milli for p in parts), Fraction(0)), rounding)
+    groups: dict[tuple[int | None, str], list[int]] = defaultdict(list)
+    for i, part in enumerate(parts):
+        groups[(part.rule_id, part.rule)].append(i)
+    members = list(groups.values())
+    group_points = _apportion(
+        [sum((parts[i].milli for i in g), Fraction(0)) for g in members], total
+    )
+    points = [0] * len(parts)
+    for group, target in zip(members, group_points, strict=True):
+        for i, share in zip(
+            group, _apportion([parts[i].milli for i in group], target), strict=True
+        ):
+            points[i] = share
     awards = [
-        Award(p.line_no, p.rule, points, p.rule_id, p.rule_version, p.reason)
-        for p, points in zip(parts, floors, strict=True)
+        Award(p.line_no, p.rule, share, p.rule_id, p.rule_version, p.reason)
+        for p, share in zip(parts, points, strict=True)
     ]
     return Quote(points=total, awards=awards)
+
+
+def _apportion(millis: Sequence[Fraction], total: int) -> list[int]:
+    """Whole points adding up to `total`, each the floor of its share or one more (largest
+    remainder first, earlier first on ties)."""
+    floors = [int(m // MILLI) for m in millis]
+    leftover = total - sum(floors)
+    order = sorted(range(len(millis)), key=lambda i: (-(millis[i] % MILLI), i))
+    for i in order[: max(0, leftover)]:
+        floors[i] += 1
+    return floors
 
 
 # ----------------------------------------------------------------------------- returns
@@ -403,9 +500,8 @@ def reversal(earned: int, bought: int, returned_before: int, returned_now: int) 
     Cumulative, so partial returns add up to exactly `earned` once everything is returned and
     never reverse more than was earned.
     """
-    if bought <= 0:
+    if bought <= 0 or earned <= 0 or returned_now <= 0:
         return 0
-    after = min(bought, returned_before + returned_now)
-    target_after = earned * after // bought
-    target_before = earned * min(bought, returned_before) // bought
-    return target_after - target_before
+    before = min(bought, max(0, returned_before))
+    after = min(bought, before + returned_now)
+    return earned * after // bought - earned * before // bought

@@ -410,6 +410,9 @@ class RewardUpdate(BaseModel):
     per_member_limit: Annotated[int, Field(ge=1, le=1000)] | None = None
     valid_until: datetime | None = None
     active: bool | None = None
+    value: Money | None = None
+    coupon_days: Annotated[int, Field(ge=1, le=730)] | None = None
+    store_ids: list[int] | None = None
 
 
 class RewardRead(BaseModel):

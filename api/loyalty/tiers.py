@@ -90,14 +90,20 @@ async def review(
 
 
 async def review_due(session: AsyncSession, *, limit: int = 500) -> int:
-    """Review the accounts whose last review is older than REVIEW_EVERY (worker job)."""
+    """Review the accounts whose last review is older than REVIEW_EVERY or whose manual tier
+    has ended (worker job)."""
     now = clock.now()
     stmt = (
         select(Account)
         .where(
-            or_(Account.tier_reviewed_at.is_(None), Account.tier_reviewed_at < now - REVIEW_EVERY)
+            or_(
+                Account.tier_reviewed_at.is_(None),
+                Account.tier_reviewed_at < now - REVIEW_EVERY,
+                Account.tier_manual_until <= now,  # a lapsed manual tier is reviewed at once
+            )
         )
-        .where(Account.purchases > 0)
+        # a manual tier must lapse even for a member who never bought anything
+        .where(or_(Account.purchases > 0, Account.tier.is_not(None)))
         .order_by(Account.member_id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -121,7 +127,7 @@ async def set_manual(
     if tier_by_code(tiers, tier_code) is None:
         raise TierNotFound()
     account.tier = tier_code
-    account.tier_manual_until = until
+    account.tier_manual_until = clock.as_utc(until)
     await session.flush()
     return account
 

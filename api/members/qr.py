@@ -22,8 +22,9 @@ def png_bytes(payload: str) -> bytes:
 
 
 def svg_bytes(payload: str) -> bytes:
+    # With its own white background: on an app's dark theme a transparent code cannot be read.
     buffer = io.BytesIO()
-    _qr(payload).make_image(image_factory=qrcode.image.svg.SvgPathImage).save(buffer)
+    _qr(payload).make_image(image_factory=qrcode.image.svg.SvgPathFillImage).save(buffer)
     return buffer.getvalue()
 
 

@@ -113,8 +113,9 @@ async def update_me(
 
 
 @me_router.get("/card", response_model=CardRead)
-async def get_card(member: CurrentMember, settings: SettingsDep) -> CardRead:
+async def get_card(member: CurrentMember, settings: SettingsDep, response: Response) -> CardRead:
     """The member card: number, current rotating QR payload and TOTP parameters."""
+    response.headers["Cache-Control"] = "no-store"
     return identity.card_view(settings, member)
 
 

@@ -3,6 +3,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
+from api.core import clock
+
 Gender = Literal["female", "male", "other"]
 PhoneIn = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
 PlateIn = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=24)]
@@ -22,7 +24,7 @@ class ConsentRead(BaseModel):
 
 
 def _check_birthday(value: date | None) -> date | None:
-    if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
+    if value is not None and not (date(1900, 1, 1) <= value <= clock.now().date()):
         raise ValueError("birthday must be between 1900-01-01 and today")
     return value
 

@@ -284,6 +284,8 @@ async def log_access(
 def display_name(member: Member) -> str:
     """What a cashier sees: the name with all but its first character hidden, and phone end."""
     tail = member.phone[-4:]
+    if member.name and len(member.name) > 1:
+        return f"{member.name[0]}{'*' * (len(member.name) - 1)} (…{tail})"
     if member.name:
-        return f"{member.name[0]}{'*' * max(1, len(member.name) - 1)} (…{tail})"
+        return f"* (…{tail})"
     return f"Member …{tail}"

@@ -235,7 +235,10 @@ async def bootstrap_admin(session: AsyncSession, *, email: str, password: str) -
     """Create the first admin when no staff exists yet; otherwise do nothing."""
     if await staff_count(session) > 0:
         return None
-    return await create_staff(
-        session,
-        data=StaffCreate(email=email, password=password, name="Administrator", role=Role.admin),
-    )
+    try:
+        return await create_staff(
+            session,
+            data=StaffCreate(email=email, password=password, name="Administrator", role=Role.admin),
+        )
+    except exc.StaffExists:  # another replica starting at the same moment created it first
+        return None

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import PIL.Image
 import PIL.ImageDraw
 import pyotp
-import pytest
 import zxingcpp
 
-from api.core import clock
+from api.core import clock, security
+from api.members import qr
 from tests import factories
 from tests.conftest import TEST_CODE, TEST_PHONE
 
@@ -30,12 +30,22 @@ def decode_qr(image: PIL.Image.Image) -> list[str]:
     return [result.text for result in zxingcpp.read_barcodes(image)]
 
 
-def rasterise_svg(svg: bytes, scale: int = 8) -> PIL.Image.Image:
-    """Draw the SVG's module squares (qrcode's SvgPathImage path) onto a bitmap."""
+def rasterise_svg(svg: bytes, *, page: int, scale: int = 8) -> PIL.Image.Image:
+    """Draw the SVG (its <rect> fills and qrcode's path of module squares) onto a page of
+    grey level `page`, as an app would show it on its own background."""
     root = ET.fromstring(svg)
     _, _, width, height = (float(v) for v in root.attrib["viewBox"].split())
-    image = PIL.Image.new("L", (int(width * scale), int(height * scale)), 255)
+    image = PIL.Image.new("L", (int(width * scale), int(height * scale)), page)
     draw = PIL.ImageDraw.Draw(image)
+
+    def length(value: str, full: float) -> float:
+        return float(value[:-1]) / 100 * full if value.endswith("%") else float(value)
+
+    for rect in root.iter(f"{SVG_NS}rect"):
+        assert rect.attrib["fill"] in ("white", "#fff", "#ffffff")
+        x, y = length(rect.get("x", "0"), width), length(rect.get("y", "0"), height)
+        w, h = length(rect.attrib["width"], width), length(rect.attrib["height"], height)
+        draw.rectangle([x * scale, y * scale, (x + w) * scale - 1, (y + h) * scale - 1], fill=255)
     path = root.find(f"{SVG_NS}path")
     assert path is not None
     squares = re.findall(r"M([\d.]+),([\d.]+)H([\d.]+)V([\d.]+)H[\d.]+z", path.attrib["d"])
@@ -79,7 +89,9 @@ async def test_app_reproduces_the_code_offline_from_the_totp_parameters(client):
     assert app_totp.at(T0) != app_totp.at(T0 + timedelta(seconds=30))
 
 
-async def test_code_made_offline_is_accepted_at_the_till(client, org):
+async def test_code_made_offline_is_accepted_at_the_till(client, session):
+    till = await factories.make_till(session)
+    await session.commit()
     headers = await sign_in(client)
     card = (await client.get("/v1/me/card", headers=headers)).json()
     params = card["totp"]
@@ -87,9 +99,7 @@ async def test_code_made_offline_is_accepted_at_the_till(client, org):
     at = T0 + timedelta(hours=5)  # the phone has been offline since it fetched the card
     offline_payload = f"LY1.{card['card_number']}.{app_totp.at(at)}"
     with clock.frozen(at):
-        r = await client.post(
-            IDENTIFY, json={"code": offline_payload}, headers=org.terminal(org.supermarket)
-        )
+        r = await client.post(IDENTIFY, json={"code": offline_payload}, headers=till.headers)
     assert r.status_code == 200, r.text
     assert r.json()["can_redeem"] is True and r.json()["method"] == "rotating"
 
@@ -106,12 +116,15 @@ async def test_each_member_has_an_own_secret(client, session, settings):
     assert cards[0]["card_number"] == a.card_number and cards[1]["card_number"] == b.card_number
 
 
-@pytest.mark.parametrize("path", ["/v1/me/card", "/v1/me/card/qr.png", "/v1/me/card/qr.svg"])
-async def test_card_needs_a_member_token(client, org, path):
-    assert (await client.get(path)).status_code == 401
-    r = await client.get(path, headers=org.headers["admin"])  # a staff token is not a member's
-    assert r.status_code == 401
-    assert r.json()["error"] == "MemberNotAuthenticated"
+async def test_card_needs_a_member_token(client, settings):
+    staff_token = security.encode_jwt(
+        settings.secret_key, {"sub": "1", "typ": "staff"}, timedelta(minutes=5)
+    )
+    staff = {"Authorization": f"Bearer {staff_token}"}
+    for path in ("/v1/me/card", "/v1/me/card/qr.png", "/v1/me/card/qr.svg"):
+        for headers in ({}, staff, {"Authorization": "Bearer not-a-token"}):
+            r = await client.get(path, headers=headers)  # a staff token is not a member's
+            assert (r.status_code, r.json()["error"]) == (401, "MemberNotAuthenticated")
 
 
 async def test_png_decodes_to_exactly_the_current_payload(client):
@@ -148,17 +161,25 @@ async def test_svg_is_valid_uncached_and_renders_the_payload(client):
     root = ET.fromstring(r.content)  # well-formed XML
     assert root.tag == f"{SVG_NS}svg"
     assert len(root.attrib["viewBox"].split()) == 4
-    assert decode_qr(rasterise_svg(r.content)) == [payload]
+    assert decode_qr(rasterise_svg(r.content, page=255)) == [payload]
+    # it carries its own light background, so it scans on an app's dark theme too
+    assert decode_qr(rasterise_svg(r.content, page=0)) == [payload]
 
 
-async def test_scanned_png_identifies_the_member_at_the_till(client, org):
+def test_longest_configurable_payload_still_decodes():
+    payload = "LY1.1234567890123456789.0123456789"  # 19-digit card, 10-digit code
+    assert decode_qr(PIL.Image.open(io.BytesIO(qr.png_bytes(payload)))) == [payload]
+    assert decode_qr(rasterise_svg(qr.svg_bytes(payload), page=0)) == [payload]
+
+
+async def test_scanned_png_identifies_the_member_at_the_till(client, session):
+    till = await factories.make_till(session)
+    await session.commit()
     headers = await sign_in(client)
     me = (await client.get("/v1/me", headers=headers)).json()
     with clock.frozen(T0):
         png = (await client.get("/v1/me/card/qr.png", headers=headers)).content
         [scanned] = decode_qr(PIL.Image.open(io.BytesIO(png)))
-        r = await client.post(
-            IDENTIFY, json={"code": scanned}, headers=org.terminal(org.supermarket)
-        )
+        r = await client.post(IDENTIFY, json={"code": scanned}, headers=till.headers)
     assert r.status_code == 200, r.text
     assert r.json()["member_id"] == me["id"] and r.json()["can_redeem"] is True

@@ -14,8 +14,8 @@ from api.core.models import RateHit
 from api.members import cards, identity
 from api.members import service as members_service
 from api.members.exceptions import CodeExpired, CodeForged, CodeReplayed, MemberBlocked
-from api.members.models import Member
-from api.org.models import Terminal
+from api.members.models import Member, UsedCardCode
+from api.org import service as org_service
 from tests import factories
 from tests.conftest import make_settings
 
@@ -25,17 +25,35 @@ PLATE = "沪A12345"
 
 
 @pytest.fixture
-async def member(session, settings, org) -> Member:
-    built = await factories.make_member(
-        session, settings, store=org.supermarket, name="王小明", plate=PLATE
-    )
+async def tills(session) -> tuple[factories.Till, factories.Till]:
+    """Two terminals in two stores (no staff: make_org's password hashing is slow)."""
+    here, there = await factories.make_till(session), await factories.make_till(session)
     await session.commit()
-    return built
+    return here, there
 
 
 @pytest.fixture
-def till(org) -> dict[str, str]:
-    return org.terminal(org.supermarket)
+def till(tills) -> dict[str, str]:
+    return tills[0].headers
+
+
+@pytest.fixture
+def other_till(tills) -> dict[str, str]:
+    return tills[1].headers
+
+
+@pytest.fixture
+def tid(tills) -> int:
+    return tills[0].terminal_id
+
+
+@pytest.fixture
+async def member(session, settings, tills) -> Member:
+    built = await factories.make_member(
+        session, settings, store=tills[0].store, name="王小明", plate=PLATE
+    )
+    await session.commit()
+    return built
 
 
 def rotating(member: Member, settings, at: datetime) -> str:
@@ -47,7 +65,7 @@ def rotating(member: Member, settings, at: datetime) -> str:
 
 
 def forged_code(member: Member, settings, at: datetime) -> str:
-    """A well-formed code that matches no step of this member's within the last day."""
+    """A well-formed code that matches none of this member's steps in the last 25 hours."""
     good = int(rotating(member, settings, at).rsplit(".", 1)[1])
     for delta in range(1, 100):
         candidate = f"{(good + delta) % 10**settings.totp_digits:0{settings.totp_digits}d}"
@@ -63,12 +81,6 @@ def forged_code(member: Member, settings, at: datetime) -> str:
         if hit is None:
             return f"LY1.{member.card_number}.{candidate}"
     raise AssertionError("no forged code found")
-
-
-async def terminal_id(session, store) -> int:
-    return (
-        await session.execute(select(Terminal.id).where(Terminal.store_id == store.id))
-    ).scalar_one()
 
 
 async def identify(client, headers, code: str, **extra_headers: str):
@@ -87,17 +99,17 @@ async def test_fresh_rotating_code_can_redeem(client, settings, member, till):
     assert body["can_redeem"] is True
     assert body["method"] == "rotating"
     assert body["till_token"] and body["till_token_expires_in"] == settings.till_token_seconds
-    assert body["balance"] == {"available": 0, "pending": 0}
+    assert (body["balance"]["available"], body["balance"]["pending"]) == (0, 0)
     assert "tier" in body
     assert body["display_name"] == members_service.display_name(member)
 
 
-async def test_same_code_twice_is_a_replay(client, org, settings, member, till):
+async def test_same_code_twice_is_a_replay(client, settings, member, till, other_till):
     code = rotating(member, settings, T0)
     with clock.frozen(T0) as frozen:
         assert (await identify(client, till, code)).status_code == 200
         again = await identify(client, till, code)
-        elsewhere = await identify(client, org.terminal(org.fuel_b), code)
+        elsewhere = await identify(client, other_till, code)
         frozen.tick(20)  # still inside the ±1 step window
         later = await identify(client, till, code)
     for r in (again, elsewhere, later):
@@ -106,31 +118,24 @@ async def test_same_code_twice_is_a_replay(client, org, settings, member, till):
         assert r.json()["request_id"]
 
 
-@pytest.mark.parametrize("steps", [-1, 1])
-async def test_neighbouring_steps_are_accepted(client, settings, member, till, steps):
-    code = rotating(member, settings, T0 + timedelta(seconds=30 * steps))
-    with clock.frozen(T0):
-        r = await identify(client, till, code)
-    assert r.status_code == 200, r.text
-    assert r.json()["can_redeem"] is True
-
-
-async def test_each_step_is_used_once_but_neighbours_are_separate(client, settings, member, till):
+async def test_one_step_either_side_is_accepted_once_each(client, settings, member, till):
     codes = [rotating(member, settings, T0 + timedelta(seconds=30 * s)) for s in (-1, 0, 1)]
+    assert len(set(codes)) == 3
     with clock.frozen(T0):
         for code in codes:
-            assert (await identify(client, till, code)).status_code == 200
+            r = await identify(client, till, code)
+            assert r.status_code == 200, r.text
+            assert (r.json()["can_redeem"], r.json()["method"]) == (True, "rotating")
         for code in codes:
             assert (await identify(client, till, code)).json()["error"] == "CodeReplayed"
 
 
-@pytest.mark.parametrize("age_seconds", [60, 120, 121, 600, 3000])
-async def test_old_codes_are_expired(client, settings, member, till, age_seconds):
-    code = rotating(member, settings, T0 - timedelta(seconds=age_seconds))
+async def test_old_codes_are_expired(client, settings, member, till):
     with clock.frozen(T0):
-        r = await identify(client, till, code)
-    assert r.status_code == 410, r.text
-    assert r.json()["error"] == "CodeExpired"
+        for age_seconds in (60, 120, 121, 600, 3000):
+            code = rotating(member, settings, T0 - timedelta(seconds=age_seconds))
+            r = await identify(client, till, code)
+            assert (r.status_code, r.json()["error"]) == (410, "CodeExpired"), age_seconds
 
 
 async def test_code_expires_as_time_passes(client, settings, member, till):
@@ -153,13 +158,12 @@ async def test_wrong_code_is_forged(client, settings, member, till):
     assert (r.status_code, r.json()["error"]) == (422, "CodeForged")
 
 
-@pytest.mark.parametrize("length_change", [-2, 1])
-async def test_code_of_wrong_length_is_forged(client, settings, member, till, length_change):
+async def test_code_of_wrong_length_is_forged(client, settings, member, till):
     good = rotating(member, settings, T0)
-    bad = good[:length_change] if length_change < 0 else good + "0"
     with clock.frozen(T0):
-        r = await identify(client, till, bad)
-    assert (r.status_code, r.json()["error"]) == (422, "CodeForged")
+        for bad in (good[:-2], good + "0"):
+            r = await identify(client, till, bad)
+            assert (r.status_code, r.json()["error"]) == (422, "CodeForged")
 
 
 async def test_unknown_card_in_payload_is_forged(client, session, settings, member, till):
@@ -172,9 +176,9 @@ async def test_unknown_card_in_payload_is_forged(client, session, settings, memb
 
 
 async def test_another_members_code_on_this_card_is_forged(
-    client, session, settings, org, member, till
+    client, session, settings, member, till, tills
 ):
-    other = await factories.make_member(session, settings, store=org.supermarket)
+    other = await factories.make_member(session, settings, store=tills[0].store)
     await session.commit()
     other_code = rotating(other, settings, T0).rsplit(".", 1)[1]
     with clock.frozen(T0):
@@ -182,14 +186,13 @@ async def test_another_members_code_on_this_card_is_forged(
     assert (r.status_code, r.json()["error"]) == (422, "CodeForged")
 
 
-@pytest.mark.parametrize(
-    "code",
-    ["LY1.8860²²²²²²²²²²²².12345678", "LY1.{card}.١٢٣٤٥٦٧٨", "8860²²²²²²²²²²²²", "８８６０"],
-)
-async def test_odd_digits_are_refused_not_crashing(client, member, till, code):
-    r = await identify(client, till, code.format(card=member.card_number))
-    assert 400 <= r.status_code < 500, r.text
-    assert r.json()["error"] in {"CodeForged", "CodeNotRecognised"}
+async def test_odd_digits_are_refused_not_crashing(client, member, till):
+    # str.isdigit() is true for all of these; int() or compare_digest used to blow up on them
+    odd = ["LY1.8860²²²²²²²²²²²².12345678", "LY1.{card}.١٢٣٤٥٦٧٨", "8860²²²²²²²²²²²²", "８８６０"]
+    for code in odd:
+        r = await identify(client, till, code.format(card=member.card_number))
+        assert 400 <= r.status_code < 500, r.text
+        assert r.json()["error"] in {"CodeForged", "CodeNotRecognised"}
 
 
 async def test_failure_errors_have_distinct_names(client, settings, member, till):
@@ -217,7 +220,7 @@ async def test_failure_errors_have_distinct_names(client, settings, member, till
 
 
 async def test_card_number_identifies_without_redeeming(client, member, till):
-    for typed in (member.card_number, f" {member.card_number}\n"):
+    for typed in (member.card_number, f" {member.card_number}\n", member.card_number):
         r = await identify(client, till, typed)
         assert r.status_code == 200, r.text
         assert r.json()["member_id"] == member.id
@@ -230,11 +233,6 @@ async def test_card_number_as_printed_in_groups(client, member, till):
         r = await identify(client, till, typed)
         assert r.status_code == 200, r.text
         assert (r.json()["member_id"], r.json()["method"]) == (member.id, "card")
-
-
-async def test_card_number_can_be_used_again_and_again(client, member, till):
-    for _ in range(3):
-        assert (await identify(client, till, member.card_number)).status_code == 200
 
 
 def local_formats(e164: str) -> list[str]:
@@ -259,41 +257,62 @@ async def test_phone_in_any_local_format(client, member, till):
         assert (r.json()["can_redeem"], r.json()["method"]) == (False, "phone"), typed
 
 
-@pytest.mark.parametrize(
-    "typed", ["沪A12345", "沪a12345", "沪a·123 45", " 沪A-12345 ", "沪Ａ１２３４５"]
-)
-async def test_plate_is_normalised(client, member, till, typed):
-    r = await identify(client, till, typed)
-    assert r.status_code == 200, r.text
-    assert r.json()["member_id"] == member.id
-    assert (r.json()["can_redeem"], r.json()["method"]) == (False, "plate")
+async def test_plate_is_normalised(client, member, till):
+    for typed in ("沪A12345", "沪a12345", "沪a·123 45", " 沪A-12345 ", "沪Ａ１２３４５"):
+        r = await identify(client, till, typed)
+        assert r.status_code == 200, (typed, r.text)
+        assert r.json()["member_id"] == member.id
+        assert (r.json()["can_redeem"], r.json()["method"]) == (False, "plate")
 
 
-@pytest.mark.parametrize(
-    "code", ["hello", "13900000000", "沪B99999", "x", "LY1", "8860000000000000"]
-)
-async def test_unknown_codes_are_not_recognised(client, member, till, code):
-    r = await identify(client, till, code)
-    assert (r.status_code, r.json()["error"]) == (404, "CodeNotRecognised"), r.text
+async def test_unknown_codes_are_not_recognised(client, settings, member, till):
+    unknown_card = cards.new_card_number(settings.card_prefix, settings.card_length)
+    for code in ("hello", "13900000000", "沪B99999", "x", "LY1", "8860000000000000", unknown_card):
+        r = await identify(client, till, code)
+        assert (r.status_code, r.json()["error"]) == (404, "CodeNotRecognised"), (code, r.text)
 
 
-async def test_unknown_valid_card_number_is_not_recognised(client, settings, member, till):
-    unknown = cards.new_card_number(settings.card_prefix, settings.card_length)
-    r = await identify(client, till, unknown)
-    assert (r.status_code, r.json()["error"]) == (404, "CodeNotRecognised")
+async def test_body_is_validated(client, till):
+    for code in ("", "x" * 513):
+        r = await identify(client, till, code)
+        assert (r.status_code, r.json()["error"]) == (422, "ValidationError")
 
 
-@pytest.mark.parametrize("code", ["", "x" * 513])
-async def test_body_is_validated(client, till, code):
-    r = await identify(client, till, code)
-    assert (r.status_code, r.json()["error"]) == (422, "ValidationError")
-
-
-async def test_identify_needs_a_terminal_key(client, org, member):
+async def test_identify_needs_a_terminal_key(client, session, settings, member, tills):
+    staff_token = security.encode_jwt(
+        settings.secret_key, {"sub": "1", "typ": "staff"}, timedelta(minutes=5)
+    )
+    staff = {"Authorization": f"Bearer {staff_token}"}
     assert (await identify(client, {}, member.card_number)).status_code == 401
     assert (await identify(client, {"X-API-Key": "nope"}, member.card_number)).status_code == 401
-    r = await identify(client, org.headers["admin"], member.card_number)  # staff is not a till
-    assert r.status_code == 401
+    assert (await identify(client, staff, member.card_number)).status_code == 401  # not a till
+    await org_service.revoke_terminal(session, tills[0].terminal_id)
+    await session.commit()
+    assert (await identify(client, tills[0].headers, member.card_number)).status_code == 401
+    assert (await identify(client, tills[1].headers, member.card_number)).status_code == 200
+
+
+async def used_codes_of(session, member: Member) -> int:
+    stmt = select(func.count()).where(UsedCardCode.member_id == member.id)
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def test_used_codes_are_pruned_only_once_long_expired(
+    client, session, settings, member, till
+):
+    code = rotating(member, settings, T0)
+    with clock.frozen(T0) as frozen:
+        assert (await identify(client, till, code)).status_code == 200
+        assert await used_codes_of(session, member) == 1
+        frozen.tick(30 * 60)
+        await identity.prune_used_codes(session)
+        assert await used_codes_of(session, member) == 1
+        frozen.tick(31 * 60)
+        await identity.prune_used_codes(session)
+        assert await used_codes_of(session, member) == 0
+        await session.commit()
+        r = await identify(client, till, code)  # forgetting it never makes it valid again
+    assert r.status_code in (410, 422) and r.json()["error"] in ("CodeExpired", "CodeForged")
 
 
 # ---------------------------------------------------------------- retries
@@ -326,12 +345,10 @@ async def rate_hits(session, tid: int) -> int:
 
 
 async def test_repeated_failures_lock_one_terminal_for_a_minute(
-    client, session, settings, org, member, till
+    client, session, settings, member, till, tid, other_till
 ):
     limit = settings.identify_failures_per_minute
     assert limit == 10
-    tid = await terminal_id(session, org.supermarket)
-    other = org.terminal(org.fuel_a)
     good = rotating(member, settings, T0)
     with clock.frozen(T0) as frozen:
         assert (await identify(client, till, good)).status_code == 200  # successes don't count
@@ -354,7 +371,7 @@ async def test_repeated_failures_lock_one_terminal_for_a_minute(
         assert (await identify(client, till, member.card_number)).status_code == 429
 
         # another terminal of the same programme is unaffected
-        r = await identify(client, other, fresh)
+        r = await identify(client, other_till, fresh)
         assert r.status_code == 200 and r.json()["can_redeem"] is True
 
         frozen.tick(61)
@@ -362,7 +379,7 @@ async def test_repeated_failures_lock_one_terminal_for_a_minute(
         assert r.status_code == 200, r.text
 
 
-async def test_failure_window_slides(client, session, settings, org, member, till):
+async def test_failure_window_slides(client, session, settings, member, till):
     limit = settings.identify_failures_per_minute
     with clock.frozen(T0) as frozen:
         for i in range(limit - 1):
@@ -378,7 +395,7 @@ async def test_failure_window_slides(client, session, settings, org, member, til
 
 
 async def test_many_successes_never_lock_the_terminal(client, settings, member, till):
-    for _ in range(settings.identify_failures_per_minute + 5):
+    for _ in range(settings.identify_failures_per_minute + 1):
         assert (await identify(client, till, member.card_number)).status_code == 200
 
 
@@ -398,18 +415,12 @@ async def block(session, member: Member) -> None:
     await session.commit()
 
 
-@pytest.mark.parametrize("how", ["rotating", "card", "phone", "plate"])
-async def test_blocked_member_is_refused(client, session, settings, member, till, how):
+async def test_blocked_member_is_refused(client, session, settings, member, till):
     await block(session, member)
-    code = {
-        "rotating": rotating(member, settings, T0),
-        "card": member.card_number,
-        "phone": member.phone,
-        "plate": PLATE,
-    }[how]
     with clock.frozen(T0):
-        r = await identify(client, till, code)
-    assert (r.status_code, r.json()["error"]) == (403, "MemberBlocked")
+        for code in (rotating(member, settings, T0), member.card_number, member.phone, PLATE):
+            r = await identify(client, till, code)
+            assert (r.status_code, r.json()["error"]) == (403, "MemberBlocked"), code
 
 
 async def test_refusing_a_blocked_member_does_not_use_up_the_code(
@@ -443,9 +454,8 @@ async def scan(client, till, code: str) -> str:
 
 
 async def test_till_token_stands_for_the_scan_at_the_same_terminal(
-    client, session, settings, org, member, till
+    client, session, settings, member, till, tid
 ):
-    tid = await terminal_id(session, org.supermarket)
     with clock.frozen(T0):
         from_qr = await scan(client, till, rotating(member, settings, T0))
         from_card = await scan(client, till, member.card_number)
@@ -466,19 +476,17 @@ async def test_till_token_stands_for_the_scan_at_the_same_terminal(
 
 
 async def test_till_token_from_another_terminal_is_forged(
-    client, session, settings, org, member, till
+    client, session, settings, member, till, tills
 ):
-    other_tid = await terminal_id(session, org.fuel_a)
     with clock.frozen(T0):
         token = await scan(client, till, rotating(member, settings, T0))
         with pytest.raises(CodeForged):
             await identity.resolve_member_code(
-                session, settings=settings, terminal_id=other_tid, code=token
+                session, settings=settings, terminal_id=tills[1].terminal_id, code=token
             )
 
 
-async def test_till_token_expires(client, session, settings, org, member, till):
-    tid = await terminal_id(session, org.supermarket)
+async def test_till_token_expires(client, session, settings, member, till, tid):
     lifetime = settings.till_token_seconds
     with clock.frozen(T0) as frozen:
         token = await scan(client, till, rotating(member, settings, T0))
@@ -499,8 +507,7 @@ def _tampered(token: str) -> str:
     return f"{header}.{claims}.{signature[:-4]}{'AAAA' if signature[-4:] != 'AAAA' else 'BBBB'}"
 
 
-async def test_tampered_or_foreign_tokens_are_forged(client, session, settings, org, member, till):
-    tid = await terminal_id(session, org.supermarket)
+async def test_tampered_or_foreign_tokens_are_forged(client, session, settings, member, till, tid):
     now = clock.now()
     with clock.frozen(now):
         token = await scan(client, till, member.card_number)
@@ -523,9 +530,8 @@ async def test_tampered_or_foreign_tokens_are_forged(client, session, settings, 
 
 
 async def test_till_token_of_a_blocked_member_is_refused(
-    client, session, settings, org, member, till
+    client, session, settings, member, till, tid
 ):
-    tid = await terminal_id(session, org.supermarket)
     with clock.frozen(T0):
         token = await scan(client, till, rotating(member, settings, T0))
         await block(session, member)
@@ -535,8 +541,7 @@ async def test_till_token_of_a_blocked_member_is_refused(
             )
 
 
-async def test_member_code_also_takes_a_payload_or_a_card(session, settings, org, member):
-    tid = await terminal_id(session, org.supermarket)
+async def test_member_code_also_takes_a_payload_or_a_card(session, settings, member, tid):
     with clock.frozen(T0):
         code = rotating(member, settings, T0)
         found = await identity.resolve_member_code(

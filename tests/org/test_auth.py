@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import jwt
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from api import cli
 from api.core import clock, migrate
@@ -15,7 +15,7 @@ from api.core.db import make_engine, make_sessionmaker, run_in_transaction
 from api.main import create_app
 from api.org import service as org_service
 from api.org.models import Role, Staff
-from tests.conftest import client_at, make_settings
+from tests.conftest import client_at, make_settings, postgres_only
 from tests.factories import PASSWORD, make_staff
 
 FUTURE = datetime(2031, 3, 14, 9, 0, tzinfo=UTC)
@@ -180,6 +180,53 @@ async def test_no_bootstrap_without_both_settings(engine, maker, session):
     async with app.router.lifespan_context(app):
         pass
     assert await _staff_rows(session) == []
+
+
+async def test_bootstrap_that_loses_a_race_is_quiet(session, monkeypatch):
+    """Replicas starting together: the one whose insert loses the unique race does not crash."""
+    created = await org_service.bootstrap_admin(
+        session, email="boss@example.com", password="bootstrap-password-1"
+    )
+    assert created is not None
+
+    async def nobody_yet(session):  # type: ignore[no-untyped-def]
+        return 0  # what a replica saw just before the other one committed
+
+    monkeypatch.setattr(org_service, "staff_count", nobody_yet)
+    again = await org_service.bootstrap_admin(
+        session, email="boss@example.com", password="bootstrap-password-1"
+    )
+    assert again is None
+    assert await _staff_rows(session) == [("boss@example.com", "admin")]
+
+
+@postgres_only
+async def test_two_replicas_bootstrap_at_once(engine, monkeypatch):
+    email = "race@example.com"
+    counted = org_service.staff_count
+    both_counted = asyncio.Barrier(2)
+
+    async def count_then_wait(session):  # type: ignore[no-untyped-def]
+        n = await counted(session)
+        await both_counted.wait()  # both replicas saw no staff before either inserts
+        return n
+
+    monkeypatch.setattr(org_service, "staff_count", count_then_wait)
+    settings = make_settings(bootstrap_admin_email=email, bootstrap_admin_password="x" * 12)
+    replicas = [create_app(settings, engine=engine) for _ in range(2)]
+
+    async def start(app):  # type: ignore[no-untyped-def]
+        async with app.router.lifespan_context(app):
+            pass
+
+    try:
+        await asyncio.gather(*(start(app) for app in replicas))
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(Staff.email, Staff.role))).all()
+        assert [tuple(r) for r in rows] == [(email, "admin")]
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(delete(Staff).where(Staff.email == email))
 
 
 # --- loyalty create-admin ----------------------------------------------------------------------

@@ -1,0 +1,271 @@
+"""The cashier screen: identify the member, post a receipt, redeem points or a coupon.
+
+The console acts as one terminal per store (admin.queries.console_terminal), so the scan, the
+till token it issues and every later step run through the same services as a POS.
+"""
+
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+
+from admin import queries
+from admin.web import Page, TillPage, attempt, field_errors
+from api.core import clock
+from api.core.db import SessionDep
+from api.loyalty import accounts, purchases, redemptions
+from api.loyalty import program as program_service
+from api.loyalty import rewards as rewards_service
+from api.loyalty.purchases import Till
+from api.loyalty.schemas import PurchaseIn, RedemptionIn
+from api.members import identity
+from api.members import service as members_service
+from api.org import service as org_service
+from api.org.models import Store, StoreKind
+
+router = APIRouter()
+FUEL_GRADES = ("92", "95", "98", "0# diesel")
+CATEGORIES = (
+    "grocery",
+    "fresh",
+    "dairy",
+    "bakery",
+    "beverages",
+    "snacks",
+    "household",
+    "personal care",
+    "alcohol",
+    "tobacco",
+    "car care",
+    "fuel",
+)
+
+
+async def _store(db: SessionDep, page: Page) -> Store:
+    assert page.staff.store_id is not None  # cashiers and store managers belong to a store
+    return await org_service.get_store(db, page.staff.store_id)
+
+
+async def _till(db: SessionDep, page: Page) -> Till:
+    store = await _store(db, page)
+    terminal = await queries.console_terminal(db, store)
+    return Till(store=store, terminal_id=terminal.id, actor=f"staff:{page.staff.id}")
+
+
+def _receipt_no(store: Store) -> str:
+    return f"C-{store.code}-{clock.now():%y%m%d%H%M%S}"
+
+
+def _context(store: Store, **values: Any) -> dict[str, Any]:
+    return {
+        "store": store,
+        "is_fuel": store.kind == StoreKind.fuel_station,
+        "grades": FUEL_GRADES,
+        "categories": CATEGORIES,
+        "receipt_no": _receipt_no(store),
+        **values,
+    }
+
+
+@router.get("/till", response_class=HTMLResponse)
+async def screen(page: TillPage, db: SessionDep) -> HTMLResponse:
+    """The cashier screen for the signed-in staff member's store."""
+    return page.render("till/screen.html", **_context(await _store(db, page)))
+
+
+@router.post("/till/identify", response_class=HTMLResponse)
+async def identify(
+    page: TillPage, db: SessionDep, code: Annotated[str, Form(max_length=512)]
+) -> HTMLResponse:
+    """Scan or typed code → the member, their balance and a till token for this checkout."""
+    till = await _till(db, page)
+    assert till.terminal_id is not None
+    found, error = await attempt(
+        db,
+        lambda: identity.identify(
+            db, settings=page.settings, terminal_id=till.terminal_id, code=code
+        ),
+    )
+    if error is not None:
+        return page.render("till/identify_error.html", error=error.detail, code=code)
+    token = identity.issue_till_token(page.settings, terminal_id=till.terminal_id, found=found)
+    balance = await accounts.balance_of(db, found.member.id)
+    program = await program_service.get_program(db)
+    return page.render(
+        "till/checkout.html",
+        **_context(
+            till.store,
+            member=found.member,
+            display_name=members_service.display_name(found.member),
+            can_redeem=found.can_redeem or program.static_card_can_spend,
+            method=found.method,
+            balance=balance,
+            till_token=token,
+            min_redemption=program.min_redemption,
+        ),
+    )
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        return None
+    return value if value.is_finite() and value > 0 else None
+
+
+def _receipt(page: Page, form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """The receipt form as a PurchaseIn payload, or the field errors."""
+    errors: dict[str, str] = {}
+    lines = []
+    indexes = sorted({int(k.split("-")[1]) for k in form if k.startswith("lines-")})
+    for number, i in enumerate(indexes, start=1):
+        get = lambda name, i=i: str(form.get(f"lines-{i}-{name}", "")).strip()  # noqa: E731
+        if not get("amount") and not get("litres") and not get("category"):
+            continue
+        try:
+            amount = page.parse_money(get("amount") or "0")
+        except ValueError as e:
+            errors[f"lines-{i}-amount"] = str(e)
+            amount = 0
+        line: dict[str, Any] = {"line_no": number, "amount": amount}
+        if get("type") == "fuel":
+            litres = _decimal(get("litres"))
+            if litres is None:
+                errors[f"lines-{i}-litres"] = "litres, e.g. 40.5"
+            grade = get("fuel_grade") or FUEL_GRADES[0]
+            line |= {
+                "category": "fuel",
+                "sku": f"FUEL-{grade}".replace(" ", "")[:64],
+                "fuel_grade": grade,
+                "volume_ml": int((litres or 0) * 1000),
+            }
+        else:
+            category = get("category") or "grocery"
+            quantity = _decimal(get("quantity") or "1")
+            if quantity is None:
+                errors[f"lines-{i}-quantity"] = "a quantity above 0"
+            line |= {
+                "category": category,
+                "sku": get("sku") or category.upper()[:64],
+                "quantity": str(quantity or 1),
+            }
+        lines.append(line)
+    if not lines:
+        errors["lines"] = "add at least one line"
+    try:
+        total = page.parse_money(str(form.get("total", "")) or "0")
+    except ValueError as e:
+        errors["total"] = str(e)
+        total = 0
+    body = {
+        "receipt_no": str(form.get("receipt_no", "")).strip(),
+        "member_code": str(form.get("till_token", "")) or None,
+        "currency": page.currency,
+        "total": total,
+        "lines": lines,
+    }
+    return body, errors
+
+
+async def _validated(page: Page, form: Any) -> tuple[PurchaseIn | None, dict[str, str]]:
+    body, errors = _receipt(page, form)
+    if errors:
+        return None, errors
+    try:
+        return PurchaseIn.model_validate(body), {}
+    except ValidationError as e:
+        found = field_errors(e)
+        return None, {k.replace("lines.", "lines-").replace(".", "-"): v for k, v in found.items()}
+
+
+@router.post("/till/quote", response_class=HTMLResponse)
+async def quote(page: TillPage, db: SessionDep) -> HTMLResponse:
+    """What the receipt as typed so far would earn (nothing is stored)."""
+    body, errors = await _validated(page, await page.request.form())
+    if body is None:
+        return page.render("till/quote.html", quote=None, errors=errors)
+    till = await _till(db, page)
+    result, error = await attempt(
+        db, lambda: purchases.quote(db, settings=page.settings, till=till, body=body)
+    )
+    return page.render("till/quote.html", quote=result, error=error and error.detail)
+
+
+@router.post("/till/purchase", response_class=HTMLResponse)
+async def purchase(page: TillPage, db: SessionDep) -> HTMLResponse:
+    """Record the receipt and credit its points to the member."""
+    form = await page.request.form()
+    till = await _till(db, page)
+    body, errors = await _validated(page, form)
+    if body is None:
+        return page.render("till/purchase_result.html", errors=errors, result=None)
+    result, error = await attempt(
+        db, lambda: purchases.record(db, settings=page.settings, till=till, body=body)
+    )
+    if error is not None:
+        return page.render("till/purchase_result.html", error=error.detail, result=None)
+    return page.render(
+        "till/purchase_result.html",
+        result=result,
+        **_context(till.store, till_token=str(form.get("till_token", ""))),
+    )
+
+
+@router.post("/till/redeem", response_class=HTMLResponse)
+async def redeem(
+    page: TillPage,
+    db: SessionDep,
+    till_token: Annotated[str, Form(max_length=1024)],
+    points: Annotated[str, Form(max_length=12)],
+) -> HTMLResponse:
+    """Reserve points to pay with; the cashier then confirms or cancels."""
+    till = await _till(db, page)
+    try:
+        body = RedemptionIn(member_code=till_token, points=points.strip() or "0")  # type: ignore[arg-type]
+    except ValidationError:
+        return page.render(
+            "till/redeem_result.html", error="Enter the points to redeem (at least 1)."
+        )
+    reserved, error = await attempt(
+        db, lambda: redemptions.reserve(db, settings=page.settings, till=till, body=body)
+    )
+    if error is not None:
+        return page.render("till/redeem_result.html", error=error.detail)
+    return page.render("till/redeem_result.html", reserved=reserved)
+
+
+@router.post("/till/redemptions/{redemption_id}/{action}", response_class=HTMLResponse)
+async def settle(redemption_id: int, action: str, page: TillPage, db: SessionDep) -> HTMLResponse:
+    """Confirm (spend) or cancel (give back) a reservation."""
+    till = await _till(db, page)
+    settle_call = redemptions.confirm if action == "confirm" else redemptions.cancel
+    if action not in ("confirm", "cancel"):
+        return page.render("till/redeem_result.html", error="Unknown action.")
+    settled, error = await attempt(
+        db, lambda: settle_call(db, till=till, redemption_id=redemption_id)
+    )
+    if error is not None:
+        return page.render("till/redeem_result.html", error=error.detail)
+    return page.render("till/redeem_result.html", settled=settled)
+
+
+@router.post("/till/coupon", response_class=HTMLResponse)
+async def coupon(
+    page: TillPage,
+    db: SessionDep,
+    code: Annotated[str, Form(max_length=32)],
+    receipt_no: Annotated[str, Form(max_length=64)] = "",
+) -> HTMLResponse:
+    """Accept a member's coupon (single use)."""
+    till = await _till(db, page)
+    done, error = await attempt(
+        db,
+        lambda: rewards_service.redeem(db, till=till, code=code, receipt_no=receipt_no or None),
+    )
+    if error is not None:
+        return page.render("till/coupon_result.html", error=error.detail)
+    used, reward = done
+    return page.render("till/coupon_result.html", coupon=used, reward=reward)

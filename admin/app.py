@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from admin import session
-from admin.routes import auth, campaigns, imports, insights, members, org, till
+from admin.routes import auth, campaigns, imports, insights, members, org, rewards, rules, till
 from admin.routes import settings as programme
 from admin.web import HERE, templates
 from api.core.config import Settings
@@ -116,7 +116,18 @@ def create_admin_app(settings: Settings) -> FastAPI:
     )
     console.state.settings = settings
     console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (auth, till, members, campaigns, insights, programme, org, imports):
+    for module in (
+        auth,
+        till,
+        members,
+        campaigns,
+        insights,
+        programme,
+        rules,
+        rewards,
+        org,
+        imports,
+    ):
         console.include_router(module.router)
     _install_handlers(console)
     console.add_middleware(SecurityHeaders)

@@ -1,13 +1,20 @@
 """The campaign form: its fields ↔ the push domain's CampaignCreate / CampaignUpdate shapes."""
 
+import calendar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin.web import field_errors, major, parse_money
+from api.core import clock
+from api.insights.rfm import SEGMENTS
+from api.loyalty import program as program_service
+from api.loyalty import rewards as rewards_service
+from api.org import service as org_service
 from api.push.schemas import SCHEDULES, Audience, Kind, Message, RewardSpec
 
 KIND_LABELS = {
@@ -227,3 +234,32 @@ def schedule_text(kind: str, schedule: dict[str, Any], timezone: str) -> str:
     if kind == Kind.lapsed:
         return f"Daily at {schedule.get('local_time', '')} to newly lapsed members"
     return "When a member joins"
+
+
+async def choices(db: AsyncSession) -> dict[str, Any]:
+    """What the form's selects and checkboxes offer."""
+    rewards = await rewards_service.list_rewards(db, offered_only=True)
+    return {
+        "months": [("", "Any"), *((str(m), calendar.month_name[m]) for m in range(1, 13))],
+        "reward_options": [
+            ("", "—"),
+            *((str(r.id), f"{r.name} ({r.points_cost} pts)") for r in rewards),
+        ],
+        "kinds": KIND_LABELS,
+        "weekdays": WEEKDAYS,
+        "tiers": await program_service.list_tiers(db),
+        "stores": await org_service.list_stores(db),
+        "segments": SEGMENTS,
+    }
+
+
+def blank(timezone: str) -> CampaignForm:
+    """A new campaign's form: tomorrow 10:00, 10% holdout."""
+    tomorrow = clock.now().astimezone(ZoneInfo(timezone)) + timedelta(days=1)
+    values = {
+        "schedule.at": tomorrow.replace(hour=10, minute=0).strftime("%Y-%m-%dT%H:%M"),
+        "schedule.local_time": "09:00",
+        "schedule.timezone": timezone,
+        "holdout_percent": "10",
+    }
+    return CampaignForm(values, {})

@@ -79,3 +79,10 @@ def values_of(obj: Any, names: Iterable[str]) -> dict[str, str]:
         value = getattr(obj, name, None)
         found[name] = "" if value is None else str(value)
     return found
+
+
+def form_of(values: dict[str, Any], lists: dict[str, list[str]] | None = None) -> Form:
+    """A Form holding saved values (to show an edit form before anything is submitted)."""
+    pairs = [(k, str(v)) for k, v in values.items() if v is not None]
+    pairs += [(k, v) for k, items in (lists or {}).items() for v in items]
+    return Form(ImmutableMultiDict(pairs))

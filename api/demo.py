@@ -26,6 +26,7 @@ from api.org import service as org_service
 from api.org.models import Region, Role, StoreKind
 from api.org.schemas import RegionCreate, StaffCreate, StoreCreate
 from api.org.scope import GLOBAL
+from api.push import demo as push_demo
 
 SEED = 20261122
 MEMBER_COUNT = 300
@@ -169,6 +170,10 @@ async def _history(
         terminals[store.id] = (await org_service.list_terminals(session, store_id=store.id))[0].id
     demo.history = await demo_history.replay(
         session, settings, rng, [m.member for m in demo.members], stores, terminals
+    )
+    campaigns = await push_demo.load_demo_campaigns(session, settings=settings)
+    demo.history["campaigns"] = len(
+        (campaigns.member_day, campaigns.birthday, campaigns.past_offer)
     )
 
 

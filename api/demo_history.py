@@ -37,7 +37,6 @@ from api.members.models import Member
 from api.org.models import Store
 
 TZ = ZoneInfo("Asia/Shanghai")
-DAYS = 365
 
 RULES = (
     RuleCreate(
@@ -133,7 +132,9 @@ async def configure(session: AsyncSession) -> None:
         await rewards.create_reward(session, data=reward)
 
 
-def _personas(rng: random.Random, members: list[Member], stores: dict[int, Store]) -> list[Persona]:
+def _personas(
+    rng: random.Random, members: list[Member], stores: dict[int, Store], days: int
+) -> list[Persona]:
     people = []
     for member in members:
         store = (
@@ -141,7 +142,7 @@ def _personas(rng: random.Random, members: list[Member], stores: dict[int, Store
         )
         fuel = store.kind == "fuel_station"
         weight = rng.paretovariate(1.3)  # a few members carry most of the spend
-        interval = (rng.uniform(14, 30) if fuel else rng.uniform(12, 50)) / min(weight, 3)
+        interval = (rng.uniform(30, 60) if fuel else rng.uniform(30, 90)) / min(weight, 3)
         drifts = rng.random() < 0.18
         people.append(
             Persona(
@@ -149,7 +150,7 @@ def _personas(rng: random.Random, members: list[Member], stores: dict[int, Store
                 store=store,
                 interval_days=max(interval, 5.0),
                 basket_scale=min(weight, 6.0),
-                active_until=int(DAYS * rng.uniform(0.55, 0.95)) if drifts else DAYS + 1,
+                active_until=int(days * rng.uniform(0.55, 0.95)) if drifts else days + 1,
             )
         )
     return people
@@ -206,13 +207,13 @@ def _fuel_lines(rng: random.Random, scale: float) -> list[LineIn]:
 
 
 def _schedule(
-    rng: random.Random, people: list[Persona], start: datetime
+    rng: random.Random, people: list[Persona], start: datetime, days: int
 ) -> list[tuple[datetime, Persona | None, Store]]:
     events: list[tuple[datetime, Persona | None, Store]] = []
     for person in people:
         enrolled = (clock.as_utc(person.member.created_at) - start).total_seconds() / 86400
         day = max(0.0, enrolled) + rng.uniform(0, person.interval_days)
-        while day < min(DAYS, person.active_until):
+        while day < min(days, person.active_until):
             moment = start + timedelta(days=day)
             if (
                 moment.astimezone(TZ).weekday() == 2 or rng.random() > 0.15
@@ -220,9 +221,9 @@ def _schedule(
                 events.append((_moment(rng, moment), person, person.store))
             day += rng.expovariate(1 / person.interval_days)
     stores = sorted({p.store.id: p.store for p in people}.values(), key=lambda s: s.id)
-    for day in range(DAYS):  # walk-in shoppers without a card
+    for day in range(days):  # walk-in shoppers without a card
         for store in stores:
-            for _ in range(rng.choice((0, 0, 1, 1, 2))):
+            for _ in range(rng.choice((0, 0, 0, 0, 1, 2))):
                 events.append((_moment(rng, start + timedelta(days=day)), None, store))
     events.sort(key=lambda e: e[0])
     return events
@@ -238,13 +239,14 @@ async def replay(
 ) -> dict[str, int]:
     """Post a year of receipts in time order; returns counts of what happened."""
     end = clock.now()
-    start = end - timedelta(days=DAYS)
-    people = _personas(rng, members, {s.id: s for s in stores})
+    days = settings.demo_history_days
+    start = end - timedelta(days=days)
+    people = _personas(rng, members, {s.id: s for s in stores}, days)
     counts = {"receipts": 0, "member_receipts": 0, "returns": 0, "redemptions": 0, "coupons": 0}
     reward_list = await rewards.list_rewards(session)
     last_month = None
     n = 0
-    for moment, person, store in _schedule(rng, people, start):
+    for moment, person, store in _schedule(rng, people, start, days):
         if moment > end:
             break
         n += 1

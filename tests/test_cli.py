@@ -25,6 +25,7 @@ def cli_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """LOYALTY_DATABASE_URL points at a fresh SQLite file for the commands under test."""
     path = tmp_path / "cli.db"
     monkeypatch.setenv("LOYALTY_DATABASE_URL", f"sqlite+aiosqlite:///{path}")
+    monkeypatch.setenv("LOYALTY_DEMO_HISTORY_DAYS", "14")
     monkeypatch.setenv("LOYALTY_ENV", "development")
     get_settings.cache_clear()
     yield path
@@ -129,6 +130,7 @@ def test_serve_demo_for_real(tmp_path: Path):
         **os.environ,
         "LOYALTY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/serve.db",
         "LOYALTY_ENV": "development",
+        "LOYALTY_DEMO_HISTORY_DAYS": "14",
     }
     loyalty = Path(sys.executable).with_name("loyalty")
     with log.open("wb") as sink:

@@ -22,6 +22,9 @@ from api import demo
 from api.core import migrate
 from api.core.config import Settings
 from api.core.db import make_engine, make_sessionmaker
+from api.loyalty import program as program_service
+from api.loyalty.check import check_ledger
+from api.loyalty.models import Purchase, PurchaseLine
 from api.main import create_app
 from api.members.models import Member, MemberConsent, Vehicle
 from api.org import service as org_service
@@ -35,6 +38,9 @@ NORMALISED_PLATE = re.compile(r"^[\u4e00-\u9fff][A-Z][0-9A-Z]{5,6}$")
 class Loaded:
     settings: Settings
     output: str
+
+
+HISTORY_DAYS = 45
 
 
 @contextlib.asynccontextmanager
@@ -59,7 +65,8 @@ async def fresh_database(tmp: Path) -> AsyncIterator[str]:
 async def loaded(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Loaded]:
     async with fresh_database(tmp_path_factory.mktemp("demo")) as url:
         await asyncio.to_thread(migrate.upgrade_head, url)
-        settings = make_settings(database_url=url)
+        # a shorter history keeps this fast; its shape is the same as the full year's
+        settings = make_settings(database_url=url, demo_history_days=HISTORY_DAYS)
         stdout = io.StringIO()
         with contextlib.redirect_stdout(stdout):
             assert await demo.load_if_empty(settings) is True
@@ -225,3 +232,20 @@ async def test_refused_in_production():
     settings = make_settings(env="production", database_url="sqlite+aiosqlite:///unused.db")
     with pytest.raises(demo.DemoRefused):
         await demo.load(settings)
+
+
+async def test_history_is_consistent_and_believable(loaded: Loaded, db: AsyncSession):
+    purchases = (await db.execute(select(func.count()).select_from(Purchase))).scalar_one()
+    with_member = (
+        await db.execute(select(func.count()).where(Purchase.member_id.is_not(None)))
+    ).scalar_one()
+    fuel_lines = (
+        await db.execute(select(func.count()).where(PurchaseLine.volume_ml.is_not(None)))
+    ).scalar_one()
+    assert purchases > 100 and 0 < with_member < purchases
+    assert fuel_lines > 10
+    assert "receipts" in loaded.output
+    assert await check_ledger(db) == []
+    codes = {r.code for r in await program_service.list_rules(db)}
+    assert {"member-day-wed", "birthday-month", "fuel-per-litre"} <= codes
+    assert [t.code for t in await program_service.list_tiers(db)] == ["silver", "gold", "platinum"]

@@ -23,7 +23,12 @@ def _safe_next(request: Request, target: str | None) -> str | None:
 
 
 def _login_page(
-    request: Request, *, error: str | None = None, email: str = "", status_code: int = 200
+    request: Request,
+    *,
+    error: str | None = None,
+    email: str = "",
+    next_path: str | None = None,
+    status_code: int = 200,
 ) -> HTMLResponse:
     settings = request.app.state.settings
     response = templates.TemplateResponse(
@@ -32,7 +37,7 @@ def _login_page(
         {
             "csrf": session.csrf_token(settings, session.session_id(request)),
             "base": url(request, ""),
-            "next": _safe_next(request, request.query_params.get("next")) or "",
+            "next": _safe_next(request, next_path or request.query_params.get("next")) or "",
             "email": email,
             "error": error,
             "flashes": read_flash(request),
@@ -68,7 +73,11 @@ async def login(
         staff = await org_service.authenticate_staff(db, email=email, password=password)
     except BadCredentials:
         return _login_page(
-            request, error="Incorrect e-mail or password.", email=email, status_code=401
+            request,
+            error="Incorrect e-mail or password.",
+            email=email,
+            next_path=next,
+            status_code=401,
         )
     settings = request.app.state.settings
     target = _safe_next(request, next) or url(request, nav.home_for(staff.role))

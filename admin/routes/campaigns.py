@@ -1,23 +1,17 @@
 """Marketers: campaigns — list, create and edit with a live audience size, lifecycle, report."""
 
-import calendar
-from datetime import datetime, timedelta
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from admin import campaign_form, charts, queries
-from admin.web import MarketerPage, Page, attempt
-from api.core import clock
+from admin.web import MarketerPage, attempt
 from api.core.db import SessionDep
 from api.core.pagination import PageParams
-from api.insights.rfm import SEGMENTS
-from api.loyalty import program as program_service
-from api.loyalty import rewards as rewards_service
 from api.members import service as members_service
-from api.org import service as org_service
 from api.org.scope import GLOBAL
 from api.push import campaigns, report
 from api.push.models import Campaign
@@ -29,33 +23,6 @@ ACTIONS = {
     "pause": campaigns.pause_campaign,
     "cancel": campaigns.cancel_campaign,
 }
-
-
-async def _options(db: SessionDep) -> dict[str, Any]:
-    rewards = await rewards_service.list_rewards(db, offered_only=True)
-    return {
-        "months": [("", "Any"), *((str(m), calendar.month_name[m]) for m in range(1, 13))],
-        "reward_options": [
-            ("", "—"),
-            *((str(r.id), f"{r.name} ({r.points_cost} pts)") for r in rewards),
-        ],
-        "kinds": campaign_form.KIND_LABELS,
-        "weekdays": campaign_form.WEEKDAYS,
-        "tiers": await program_service.list_tiers(db),
-        "stores": await org_service.list_stores(db),
-        "segments": SEGMENTS,
-    }
-
-
-def _default_form(page: Page) -> campaign_form.CampaignForm:
-    tomorrow = clock.now().astimezone(ZoneInfo(page.timezone)) + timedelta(days=1)
-    values = {
-        "schedule.at": tomorrow.replace(hour=10, minute=0).strftime("%Y-%m-%dT%H:%M"),
-        "schedule.local_time": "09:00",
-        "schedule.timezone": page.timezone,
-        "holdout_percent": "10",
-    }
-    return campaign_form.CampaignForm(values, {})
 
 
 @router.get("/campaigns", response_class=HTMLResponse)
@@ -79,10 +46,10 @@ async def new(page: MarketerPage, db: SessionDep) -> HTMLResponse:
     """The create form."""
     return page.render(
         "campaigns/edit.html",
-        form=_default_form(page),
+        form=campaign_form.blank(page.timezone),
         campaign=None,
         kind="one_off",
-        **await _options(db),
+        **await campaign_form.choices(db),
     )
 
 
@@ -110,7 +77,7 @@ async def create(
         campaign=None,
         kind=kind,
         status_code=422,
-        **await _options(db),
+        **await campaign_form.choices(db),
     )
 
 
@@ -158,7 +125,7 @@ async def edit(campaign_id: int, page: MarketerPage, db: SessionDep) -> HTMLResp
         form=form,
         campaign=campaign,
         kind=campaign.kind,
-        **await _options(db),
+        **await campaign_form.choices(db),
     )
 
 
@@ -187,7 +154,7 @@ async def update(
         campaign=campaign,
         kind=campaign.kind,
         status_code=422,
-        **await _options(db),
+        **await campaign_form.choices(db),
     )
 
 

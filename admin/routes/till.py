@@ -4,29 +4,28 @@ The console acts as one terminal per store (admin.queries.console_terminal), so 
 till token it issues and every later step run through the same services as a POS.
 """
 
-from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
-from admin import queries
-from admin.web import Page, TillPage, attempt, field_errors
+from admin import queries, receipt_form
+from admin.web import Page, TillPage, attempt
 from api.core import clock
 from api.core.db import SessionDep
 from api.loyalty import accounts, purchases, redemptions
 from api.loyalty import program as program_service
 from api.loyalty import rewards as rewards_service
 from api.loyalty.purchases import Till
-from api.loyalty.schemas import PurchaseIn, RedemptionIn
+from api.loyalty.schemas import RedemptionIn
 from api.members import identity
 from api.members import service as members_service
 from api.org import service as org_service
 from api.org.models import Store, StoreKind
 
 router = APIRouter()
-FUEL_GRADES = ("92", "95", "98", "0# diesel")
+
 CATEGORIES = (
     "grocery",
     "fresh",
@@ -62,7 +61,7 @@ def _context(store: Store, **values: Any) -> dict[str, Any]:
     return {
         "store": store,
         "is_fuel": store.kind == StoreKind.fuel_station,
-        "grades": FUEL_GRADES,
+        "grades": receipt_form.FUEL_GRADES,
         "categories": CATEGORIES,
         "receipt_no": _receipt_no(store),
         **values,
@@ -108,83 +107,10 @@ async def identify(
     )
 
 
-def _decimal(text: str) -> Decimal | None:
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        return None
-    return value if value.is_finite() and value > 0 else None
-
-
-def _receipt(page: Page, form: Any) -> tuple[dict[str, Any], dict[str, str]]:
-    """The receipt form as a PurchaseIn payload, or the field errors."""
-    errors: dict[str, str] = {}
-    lines = []
-    indexes = sorted({int(k.split("-")[1]) for k in form if k.startswith("lines-")})
-    for number, i in enumerate(indexes, start=1):
-        get = lambda name, i=i: str(form.get(f"lines-{i}-{name}", "")).strip()  # noqa: E731
-        if not get("amount") and not get("litres") and not get("category"):
-            continue
-        try:
-            amount = page.parse_money(get("amount") or "0")
-        except ValueError as e:
-            errors[f"lines-{i}-amount"] = str(e)
-            amount = 0
-        line: dict[str, Any] = {"line_no": number, "amount": amount}
-        if get("type") == "fuel":
-            litres = _decimal(get("litres"))
-            if litres is None:
-                errors[f"lines-{i}-litres"] = "litres, e.g. 40.5"
-            grade = get("fuel_grade") or FUEL_GRADES[0]
-            line |= {
-                "category": "fuel",
-                "sku": f"FUEL-{grade}".replace(" ", "")[:64],
-                "fuel_grade": grade,
-                "volume_ml": int((litres or 0) * 1000),
-            }
-        else:
-            category = get("category") or "grocery"
-            quantity = _decimal(get("quantity") or "1")
-            if quantity is None:
-                errors[f"lines-{i}-quantity"] = "a quantity above 0"
-            line |= {
-                "category": category,
-                "sku": get("sku") or category.upper()[:64],
-                "quantity": str(quantity or 1),
-            }
-        lines.append(line)
-    if not lines:
-        errors["lines"] = "add at least one line"
-    try:
-        total = page.parse_money(str(form.get("total", "")) or "0")
-    except ValueError as e:
-        errors["total"] = str(e)
-        total = 0
-    body = {
-        "receipt_no": str(form.get("receipt_no", "")).strip(),
-        "member_code": str(form.get("till_token", "")) or None,
-        "currency": page.currency,
-        "total": total,
-        "lines": lines,
-    }
-    return body, errors
-
-
-async def _validated(page: Page, form: Any) -> tuple[PurchaseIn | None, dict[str, str]]:
-    body, errors = _receipt(page, form)
-    if errors:
-        return None, errors
-    try:
-        return PurchaseIn.model_validate(body), {}
-    except ValidationError as e:
-        found = field_errors(e)
-        return None, {k.replace("lines.", "lines-").replace(".", "-"): v for k, v in found.items()}
-
-
 @router.post("/till/quote", response_class=HTMLResponse)
 async def quote(page: TillPage, db: SessionDep) -> HTMLResponse:
     """What the receipt as typed so far would earn (nothing is stored)."""
-    body, errors = await _validated(page, await page.request.form())
+    body, errors = await receipt_form.read(page, await page.request.form())
     if body is None:
         return page.render("till/quote.html", quote=None, errors=errors)
     till = await _till(db, page)
@@ -199,7 +125,7 @@ async def purchase(page: TillPage, db: SessionDep) -> HTMLResponse:
     """Record the receipt and credit its points to the member."""
     form = await page.request.form()
     till = await _till(db, page)
-    body, errors = await _validated(page, form)
+    body, errors = await receipt_form.read(page, form)
     if body is None:
         return page.render("till/purchase_result.html", errors=errors, result=None)
     result, error = await attempt(

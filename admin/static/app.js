@@ -148,17 +148,26 @@
   });
 
   /* ---------- camera scanning (BarcodeDetector + getUserMedia, where the browser has them) ---------- */
+  /* Resolves true only where the browser can really read QR codes from a camera: some
+     browsers expose BarcodeDetector but support no formats on their platform. */
   function cameraSupported() {
-    return "BarcodeDetector" in window && navigator.mediaDevices && navigator.mediaDevices.getUserMedia;
+    if (!("BarcodeDetector" in window) || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      return Promise.resolve(false);
+    }
+    return window.BarcodeDetector.getSupportedFormats()
+      .then(function (formats) { return formats.indexOf("qr_code") >= 0; })
+      .catch(function () { return false; });
   }
 
   function setupScanner(root) {
     root.querySelectorAll("[data-scan]").forEach(function (button) {
       if (button.dataset.ready) return;
       button.dataset.ready = "1";
-      if (!cameraSupported()) return; /* typing the code stays the way in */
-      button.hidden = false;
-      button.addEventListener("click", function () { startCamera(button); });
+      cameraSupported().then(function (ok) {
+        if (!ok) return; /* typing the code stays the way in */
+        button.hidden = false;
+        button.addEventListener("click", function () { startCamera(button); });
+      });
     });
   }
 

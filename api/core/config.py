@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     till_token_seconds: int = Field(300, ge=30)
     identify_failures_per_minute: int = Field(10, ge=1)
 
+    demo_history_days: int = Field(365, ge=0, le=730)
+
     worker_in_process: bool | None = None
     worker_interval_seconds: float = Field(5.0, gt=0)
 

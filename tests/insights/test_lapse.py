@@ -6,7 +6,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from api.insights import audience
-from api.insights.models import LapseAlert, MemberStats
+from api.insights.models import LapseAlert, MemberStats, PortfolioEntry
 from api.org.models import Role
 from tests import factories
 from tests.insights.conftest import add_members, buy, cycle, days_ago, refresh
@@ -226,3 +226,31 @@ async def test_lapsed_list_pages_with_a_cursor(client, session, org):
         if cursor is None:
             break
     assert len(seen) == 5 and seen == sorted(seen, reverse=True)
+
+
+async def test_portfolios_drop_leavers_and_movers_and_trim_to_size(client, session, org):
+    members = await add_members(session, org.supermarket, 4)
+    for rank, m in enumerate(members):
+        await buy(session, org.supermarket, days_ago(5), 1_000 * (10 - rank), member=m)
+    await refresh(session)
+    entries = dict(
+        (await session.execute(select(PortfolioEntry.member_id, PortfolioEntry.staff_id))).all()
+    )
+    manager, cashier = org.staff["store_manager"], org.staff["cashier"]
+    assert list(entries.values()).count(manager.id) == 4  # fills in staff id order, 15 each
+
+    members[0].home_store_id = org.fuel_a.id  # moved away
+    manager.active = False  # left
+    await session.commit()
+    await refresh(session)
+    entries = dict(
+        (await session.execute(select(PortfolioEntry.member_id, PortfolioEntry.staff_id))).all()
+    )
+    assert entries == {m.id: cashier.id for m in members[1:]}
+
+    await client.put(
+        "/v1/insights/settings", json={"portfolio_size": 2}, headers=org.headers["admin"]
+    )
+    await refresh(session)
+    kept = (await session.execute(select(PortfolioEntry.member_id))).scalars().all()
+    assert len(kept) == 2

@@ -147,7 +147,8 @@ def test_serve_demo_for_real(tmp_path: Path):
         assert httpx.get(f"{base}/readyz").json() == {"status": "ok", "database": "ok"}
         assert httpx.get(f"{base}/docs").status_code == 200
         assert "/v1/auth/token" in httpx.get(f"{base}/openapi.json").json()["paths"]
-        assert httpx.get(f"{base}/admin/").status_code == 200
+        console = httpx.get(f"{base}/admin/", follow_redirects=True)  # → the sign-in page
+        assert console.status_code == 200 and "Sign in" in console.text
         output = _text(log)
         assert output.count("lk_") == 3
         password = re.search(rf"{re.escape(demo.ADMIN_EMAIL)}\s+password (\S+)", output)

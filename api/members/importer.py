@@ -249,7 +249,7 @@ async def start(session: AsyncSession, job_id: int) -> MemberImportJob:
     if job.status != "validated" or job.valid_rows == 0:
         raise ImportNotStartable()
     job.status = "running"
-    job.started_at = clock.now()
+    job.started_at = job.heartbeat_at = clock.now()  # fresh until a runner reports
     await session.flush()
     return job
 

@@ -159,6 +159,14 @@ async def test_sign_in_lands_on_the_dashboard_with_charts(page_for):
     assert await page.get_by_role("heading", name="Programme dashboard").is_visible()
     assert await charts_drawn(page) == 4
     await shot(page, "02-dashboard")
+    await page.set_viewport_size({"width": 820, "height": 1180})  # a tablet held upright
+    await page.click("[data-toggle-nav]")
+    await page.wait_for_timeout(400)  # the menu slides in
+    assert await page.locator("#sidebar").is_visible()
+    await shot(page, "02b-dashboard-tablet-menu")
+    await page.click("main h1")
+    await shot(page, "02c-dashboard-tablet")
+    await page.set_viewport_size({"width": 1440, "height": 900})
     await page.goto("/admin/insights/lapsed")
     first = page.locator("tbody tr").first
     await first.locator("select[name=result]").select_option("reached")

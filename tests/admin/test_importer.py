@@ -65,7 +65,8 @@ async def test_start_enrols_in_chunks_with_progress_and_opening_balances(
     job = await importer.create_job(
         session, settings=settings, filename="five.csv", content=content.encode(), source="cli"
     )
-    await importer.start(session, job.id)
+    started = await importer.start(session, job.id)
+    assert not started.stalled  # the page polls until a runner reports
     await session.commit()
     seen: list[int] = []
     done = await importer.run(

@@ -49,10 +49,13 @@ def _lines(rng: random.Random, kind: str) -> list[LineIn]:
 
 async def build(session: AsyncSession, settings: Settings) -> None:
     rng = random.Random(20261123)
-    demo.MEMBER_COUNT = MEMBERS
     org = await demo._org(session)
     await demo._staff(session, org)
-    members = await demo._members(session, settings, org, rng)
+    full_count, demo.MEMBER_COUNT = demo.MEMBER_COUNT, MEMBERS
+    try:
+        members = await demo._members(session, settings, org, rng)
+    finally:
+        demo.MEMBER_COUNT = full_count  # other tests load the full demo
     await demo_history.configure(session)
     now = clock.now()
     for rule in await program_service.list_rules(session):

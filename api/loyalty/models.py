@@ -15,6 +15,7 @@ from sqlalchemy import (
     Numeric,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -124,6 +125,12 @@ class LedgerEntry(Base):
         Index("ix_loyalty_ledger_entry_member_id_id", "member_id", "id"),
         Index("ix_loyalty_ledger_entry_source", "source_type", "source_id"),
         Index("ix_loyalty_ledger_entry_expiring", "expires_at", postgresql_where="remaining > 0"),
+        Index(
+            "ix_loyalty_ledger_entry_maturing",
+            "available_at",
+            postgresql_where=text("NOT matured"),
+            sqlite_where=text("NOT matured"),
+        ),
         CheckConstraint(
             "kind IN ('earn', 'spend', 'reserve', 'release', 'expire', 'reverse', 'adjust')",
             name="kind",

@@ -20,7 +20,10 @@ from api.core.db import Base, created_at_column, pk_column
 
 class Member(Base):
     __tablename__ = "member"
-    __table_args__ = (Index("ix_member_birth_month_day", "birth_month", "birth_day"),)
+    __table_args__ = (
+        Index("ix_member_birth_month_day", "birth_month", "birth_day"),
+        Index("ix_member_created_at", "created_at"),  # welcome campaigns, cohorts
+    )
 
     id: Mapped[int] = pk_column()
     phone: Mapped[str] = mapped_column(String(16), unique=True, doc="E.164")

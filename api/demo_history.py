@@ -254,9 +254,7 @@ async def replay(
         lines = (
             _fuel_lines(rng, scale) if store.kind == "fuel_station" else _grocery_lines(rng, scale)
         )
-        till = Till(
-            store=store, terminal_id=terminals[store.id], actor=f"terminal:{terminals[store.id]}"
-        )
+        till = Till.at_terminal(store, terminals[store.id])
         body = PurchaseIn(
             receipt_no=f"{store.code}-{moment:%y%m%d}-{n:06d}",
             occurred_at=moment,

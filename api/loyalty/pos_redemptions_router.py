@@ -6,13 +6,9 @@ from api.core.idempotency import IdempotencyKey, run_once
 from api.loyalty import redemptions
 from api.loyalty.purchases import Till
 from api.loyalty.schemas import RedemptionIn, RedemptionRead, RedemptionSettledRead
-from api.org.dependencies import CurrentTerminal, TerminalContext
+from api.org.dependencies import CurrentTerminal
 
 router = APIRouter(prefix="/v1/pos/redemptions", tags=["pos"])
-
-
-def _till(ctx: TerminalContext) -> Till:
-    return Till(store=ctx.store, terminal_id=ctx.terminal.id, actor=f"terminal:{ctx.terminal.id}")
 
 
 @router.post("", response_model=RedemptionRead, status_code=status.HTTP_201_CREATED)
@@ -27,7 +23,12 @@ async def reserve(
     """Reserve points to pay with (needs a rotating code or its till token); confirm or cancel."""
 
     async def work() -> RedemptionRead:
-        return await redemptions.reserve(session, settings=settings, till=_till(till), body=body)
+        return await redemptions.reserve(
+            session,
+            settings=settings,
+            till=Till.at_terminal(till.store, till.terminal.id),
+            body=body,
+        )
 
     return await run_once(
         session,
@@ -51,7 +52,11 @@ async def confirm(
     """Spend the reserved points (409 ReservationExpired once the reservation has lapsed)."""
 
     async def work() -> RedemptionSettledRead:
-        return await redemptions.confirm(session, till=_till(till), redemption_id=redemption_id)
+        return await redemptions.confirm(
+            session,
+            till=Till.at_terminal(till.store, till.terminal.id),
+            redemption_id=redemption_id,
+        )
 
     return await run_once(
         session,
@@ -74,7 +79,11 @@ async def cancel(
     """Cancel a reservation; its points go back to the lots they came from."""
 
     async def work() -> RedemptionSettledRead:
-        return await redemptions.cancel(session, till=_till(till), redemption_id=redemption_id)
+        return await redemptions.cancel(
+            session,
+            till=Till.at_terminal(till.store, till.terminal.id),
+            redemption_id=redemption_id,
+        )
 
     return await run_once(
         session,

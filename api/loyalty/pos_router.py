@@ -19,13 +19,9 @@ from api.loyalty.schemas import (
 )
 from api.members import identity
 from api.members import service as members_service
-from api.org.dependencies import CurrentTerminal, TerminalContext
+from api.org.dependencies import CurrentTerminal
 
 router = APIRouter(prefix="/v1/pos", tags=["pos"])
-
-
-def _till(ctx: TerminalContext) -> Till:
-    return Till(store=ctx.store, terminal_id=ctx.terminal.id, actor=f"terminal:{ctx.terminal.id}")
 
 
 @router.post("/identify", response_model=IdentifyResult)
@@ -68,7 +64,9 @@ async def quote_purchase(
     body: PurchaseIn, session: SessionDep, settings: SettingsDep, till: CurrentTerminal
 ) -> QuoteResult:
     """What this receipt would earn, computed exactly as a post would; nothing is stored."""
-    return await purchases.quote(session, settings=settings, till=_till(till), body=body)
+    return await purchases.quote(
+        session, settings=settings, till=Till.at_terminal(till.store, till.terminal.id), body=body
+    )
 
 
 @router.post("/purchases", response_model=PurchaseResult, status_code=status.HTTP_201_CREATED)
@@ -83,7 +81,12 @@ async def post_purchase(
     """Post a receipt; points are credited at once. The same receipt twice → 409."""
 
     async def work() -> PurchaseResult:
-        return await purchases.record(session, settings=settings, till=_till(till), body=body)
+        return await purchases.record(
+            session,
+            settings=settings,
+            till=Till.at_terminal(till.store, till.terminal.id),
+            body=body,
+        )
 
     return await run_once(
         session,
@@ -109,7 +112,10 @@ async def post_batch(
 
     async def work() -> BatchResult:
         results = await purchases.record_batch(
-            session, settings=settings, till=_till(till), purchases=body.purchases
+            session,
+            settings=settings,
+            till=Till.at_terminal(till.store, till.terminal.id),
+            purchases=body.purchases,
         )
         return BatchResult(results=results)
 

@@ -42,6 +42,10 @@ class Till:
     terminal_id: int | None
     actor: str
 
+    @classmethod
+    def at_terminal(cls, store: Store, terminal_id: int) -> "Till":
+        return cls(store=store, terminal_id=terminal_id, actor=f"terminal:{terminal_id}")
+
 
 @dataclass
 class Evaluation:

@@ -129,7 +129,8 @@ async def update_reward(session: AsyncSession, reward: Reward, *, data: RewardUp
 # ----------------------------------------------------------------------------- coupons
 
 
-async def _new_coupon(session: AsyncSession, **fields: object) -> Coupon:
+async def new_coupon(session: AsyncSession, **fields: object) -> Coupon:
+    """Insert a coupon under a fresh random code, retrying on the rare code collision."""
     for _ in range(CODE_ATTEMPTS):
         coupon = Coupon(code=new_coupon_code(), **fields)
         try:
@@ -172,7 +173,7 @@ async def claim(session: AsyncSession, *, member_id: int, reward_id: int) -> Cou
     expires_at = now + timedelta(days=reward.coupon_days)
     if reward.valid_until is not None:
         expires_at = min(expires_at, reward.valid_until)
-    coupon = await _new_coupon(
+    coupon = await new_coupon(
         session,
         reward_id=reward.id,
         member_id=member_id,

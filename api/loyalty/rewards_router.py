@@ -141,7 +141,7 @@ async def redeem_coupon(
     idempotency_key: IdempotencyKey = None,
 ) -> CouponRedeemed:
     """Use a coupon at the till: once, before it expires, at a store the reward allows."""
-    at = Till(store=till.store, terminal_id=till.terminal.id, actor=f"terminal:{till.terminal.id}")
+    at = Till.at_terminal(till.store, till.terminal.id)
 
     async def work() -> CouponRedeemed:
         coupon, reward = await rewards.redeem(

@@ -3,7 +3,6 @@ points through the ledger (source `campaign`), or a coupon for a catalogue rewar
 
 from datetime import timedelta
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
@@ -12,8 +11,6 @@ from api.loyalty import program as program_service
 from api.loyalty import rewards as rewards_service
 from api.loyalty.models import Coupon
 from api.push.models import Campaign, Delivery, InboxItem
-
-CODE_ATTEMPTS = 5
 
 
 async def grant(
@@ -58,21 +55,13 @@ async def _coupon(session: AsyncSession, *, delivery: Delivery, reward_id: int) 
     expires_at = now + timedelta(days=reward.coupon_days)
     if reward.valid_until is not None:
         expires_at = min(expires_at, reward.valid_until)
-    for _ in range(CODE_ATTEMPTS):
-        coupon = Coupon(
-            code=rewards_service.new_coupon_code(),
-            reward_id=reward.id,
-            member_id=delivery.member_id,
-            status="issued",
-            points_spent=0,
-            source="campaign",
-            expires_at=expires_at,
-            created_at=now,
-        )
-        try:
-            async with session.begin_nested():
-                session.add(coupon)
-        except IntegrityError:
-            continue
-        return coupon
-    raise RuntimeError("no free coupon code after several attempts")
+    return await rewards_service.new_coupon(
+        session,
+        reward_id=reward.id,
+        member_id=delivery.member_id,
+        status="issued",
+        points_spent=0,
+        source="campaign",
+        expires_at=expires_at,
+        created_at=now,
+    )

@@ -1,4 +1,4 @@
-# Shared by scripts/serve and scripts/test: make .venv hold the locked dependencies + project.
+# Shared by scripts/serve, scripts/test and scripts/bench: make .venv hold the locked dependencies + project.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -38,3 +38,30 @@ apt_install() {
 }
 
 pg_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+
+run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# pg_start NAME [extra server settings...]: start a throwaway PostgreSQL cluster on a free loopback port
+# with database NAME; sets PGDATA_DIR and PG_URL (asyncpg). pg_stop removes it (call it from a trap).
+PGDATA_DIR=""
+pg_start() {
+  local name="$1"; shift
+  [ -n "$(pg_bindir)" ] || apt_install postgresql
+  PGDATA_DIR="$(mktemp -d /tmp/loyalty-pg.XXXXXX)"
+  [ "$(id -u)" = 0 ] && chown postgres "$PGDATA_DIR"
+  local port
+  port="$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  run_pg "$(pg_bindir)/initdb" -D "$PGDATA_DIR/data" --no-sync -A trust -U postgres -E UTF8 >/dev/null
+  run_pg "$(pg_bindir)/pg_ctl" -D "$PGDATA_DIR/data" -l "$PGDATA_DIR/log" -w \
+    -o "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c listen_addresses=127.0.0.1 -p $port -k $PGDATA_DIR -c max_connections=300 $*" \
+    start >/dev/null
+  run_pg "$(pg_bindir)/createdb" -h 127.0.0.1 -p "$port" -U postgres "$name"
+  PG_URL="postgresql+asyncpg://postgres@127.0.0.1:$port/$name"
+}
+pg_stop() {
+  if [ -n "$PGDATA_DIR" ]; then
+    run_pg "$(pg_bindir)/pg_ctl" -D "$PGDATA_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$PGDATA_DIR"
+    PGDATA_DIR=""
+  fi
+}

@@ -2,7 +2,7 @@
 
 1. Claim (one short transaction, committed before any network call): due deliveries are locked
    FOR UPDATE SKIP LOCKED on PostgreSQL (SQLite's BEGIN IMMEDIATE serialises claims), the reward
-   is granted once (`reward_done`), and each row gets a fresh `attempt_id` and a lease.
+   is granted once (`reward_done`), and the batch gets a fresh `attempt_id` and a lease.
    Deliveries without push consent, device or transport end here (inbox_only, no_device,
    no_transport).
 2. Send, outside any transaction, one message per active device, tagged with the delivery id
@@ -13,15 +13,23 @@
 A worker killed between 1 and 3 leaves rows `sending`; once their lease ends another worker
 claims and sends them again with the same tag, so the phone still shows one notification.
 Wire duplicates are therefore limited to the messages in flight when a worker died.
+
+Batches are pipelined: while one batch is on the wire (firebase-admin runs in a thread), the
+previous one is recorded and the next one claimed, one transaction after the other, so at most
+one claimed batch waits to be sent. Claim and record are set-based (a few statements per
+batch, no ORM object per delivery) except for deliveries with a reward to grant.
 """
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.core import clock
@@ -34,6 +42,7 @@ from api.push.transport import PushMessage, PushTransport, SendOutcome
 log = logging.getLogger("loyalty.push")
 
 LIVE = ("scheduled", "running")
+T = TypeVar("T")
 
 
 @dataclass
@@ -59,13 +68,43 @@ class Batch:
     to_send: list[Claimed]
 
 
+async def _grant_rewards(session: AsyncSession, delivery_ids: list[int]) -> None:
+    """The claimed deliveries whose campaign gives a reward not given yet: through the ORM,
+    one at a time (points go through the ledger under the account's row lock)."""
+    stmt = (
+        select(Delivery, Campaign)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.id.in_(delivery_ids))
+        .order_by(Delivery.id)
+    )
+    rows = list(await session.execute(stmt))
+    items = {
+        i.delivery_id: i
+        for i in (
+            await session.execute(select(InboxItem).where(InboxItem.delivery_id.in_(delivery_ids)))
+        ).scalars()
+    }
+    for delivery, campaign in rows:
+        await rewards.grant(
+            session, delivery=delivery, campaign=campaign, item=items.get(delivery.id)
+        )
+    await session.flush()
+
+
 async def claim(
     session: AsyncSession, *, limit: int, lease_seconds: int, transport: PushTransport
 ) -> Batch:
     """Claim up to `limit` due deliveries; `to_send` are those that now need a push."""
     now = clock.now()
     stmt = (
-        select(Delivery, Campaign)
+        select(
+            Delivery.id,
+            Delivery.member_id,
+            Delivery.campaign_id,
+            Delivery.push_allowed,
+            Delivery.reward_done,
+            Delivery.is_test,
+        )
         .join(Campaign, Campaign.id == Delivery.campaign_id)
         .where(_due(now))  # type: ignore[arg-type]
         .order_by(Delivery.not_before, Delivery.id)
@@ -73,48 +112,81 @@ async def claim(
     )
     if is_postgres(session):
         stmt = stmt.with_for_update(skip_locked=True, of=Delivery)
-    rows = list(await session.execute(stmt))
+    rows = (await session.execute(stmt)).all()
     if not rows:
         return Batch(0, [])
-    tokens = await devices.active_tokens(session, member_ids={d.member_id for d, _ in rows})
-    items = {
-        i.delivery_id: i
-        for i in (
-            await session.execute(
-                select(InboxItem).where(InboxItem.delivery_id.in_([d.id for d, _ in rows]))
-            )
-        ).scalars()
-    }
-    claimed = []
-    for delivery, campaign in rows:
-        delivery.claims += 1
-        delivery.attempt_id = uuid.uuid4().hex
-        if not delivery.reward_done:
-            await rewards.grant(
-                session, delivery=delivery, campaign=campaign, item=items.get(delivery.id)
-            )
-        member_tokens = tokens.get(delivery.member_id, [])
-        if not delivery.push_allowed:
-            delivery.status = "inbox_only"
-        elif not transport.available:
-            delivery.status = "no_transport"
-        elif not member_tokens:
-            delivery.status = "no_device"
-        else:
-            delivery.status = "sending"
-            delivery.lease_until = now + timedelta(seconds=lease_seconds)
-            claimed.append(
-                Claimed(
-                    delivery.id,
-                    delivery.attempt_id,
-                    _messages(delivery, items[delivery.id], member_tokens),
+    ungranted = [r for r in rows if not r.reward_done and not r.is_test]
+    if ungranted:
+        with_reward = {
+            cid
+            for cid, reward in await session.execute(
+                select(Campaign.id, Campaign.reward).where(
+                    Campaign.id.in_({r.campaign_id for r in ungranted})
                 )
             )
-    await session.flush()
+            if reward
+        }
+        if due := [r.id for r in ungranted if r.campaign_id in with_reward]:
+            await _grant_rewards(session, due)
+    pushable = [r for r in rows if r.push_allowed and transport.available]
+    tokens = (
+        await devices.active_tokens(session, member_ids={r.member_id for r in pushable})
+        if pushable
+        else {}
+    )
+    by_status: dict[str, list[int]] = {}
+    sending: list[Any] = []
+    for r in rows:
+        if not r.push_allowed:
+            status = "inbox_only"
+        elif not transport.available:
+            status = "no_transport"
+        elif not tokens.get(r.member_id):
+            status = "no_device"
+        else:
+            status = "sending"
+            sending.append(r)
+        by_status.setdefault(status, []).append(r.id)
+    attempt_id = uuid.uuid4().hex
+    lease_until = now + timedelta(seconds=lease_seconds)
+    for status, ids in by_status.items():
+        values: dict[str, Any] = {
+            "status": status,
+            "claims": Delivery.claims + 1,
+            "attempt_id": attempt_id,
+            "reward_done": True,
+        }
+        if status == "sending":
+            values["lease_until"] = lease_until
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    claimed = []
+    if sending:
+        items = {
+            row.delivery_id: row
+            for row in await session.execute(
+                select(
+                    InboxItem.delivery_id,
+                    InboxItem.id,
+                    InboxItem.title,
+                    InboxItem.body,
+                    InboxItem.data,
+                    InboxItem.image_url,
+                ).where(InboxItem.delivery_id.in_([r.id for r in sending]))
+            )
+        }
+        claimed = [
+            Claimed(r.id, attempt_id, _messages(r, items[r.id], tokens[r.member_id]))
+            for r in sending
+        ]
     return Batch(len(rows), claimed)
 
 
-def _messages(delivery: Delivery, item: InboxItem, tokens: list[str]) -> list[PushMessage]:
+def _messages(delivery: Any, item: Any, tokens: list[str]) -> list[PushMessage]:
     data = {k: str(v) for k, v in (item.data or {}).items()}
     data.update(inbox_item_id=str(item.id), campaign_id=str(delivery.campaign_id))
     return [
@@ -142,30 +214,55 @@ async def record(
         by_delivery[c.delivery_id] = pairs
         position += len(c.messages)
     attempts = {c.delivery_id: c.attempt_id for c in claimed}
-    stmt = select(Delivery).where(Delivery.id.in_(list(attempts)))
+    stmt = select(Delivery.id, Delivery.attempt_id, Delivery.status, Delivery.attempts).where(
+        Delivery.id.in_(list(attempts))
+    )
     if is_postgres(session):
         stmt = stmt.with_for_update()
     counts = {"sent": 0, "failed": 0, "lost_claim": 0}
     dead: dict[str, str] = {}
-    for delivery in (await session.execute(stmt)).scalars():
-        pairs = by_delivery[delivery.id]
+    sent: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for delivery_id, attempt_id, status, tries in await session.execute(stmt):
+        pairs = by_delivery[delivery_id]
         dead.update({m.token: o.error or "invalid" for m, o in pairs if o.token_invalid})
-        if delivery.attempt_id != attempts[delivery.id] or delivery.status != "sending":
+        if attempt_id != attempts[delivery_id] or status != "sending":
             counts["lost_claim"] += 1  # our lease ran out and another worker took it over
             continue
-        delivery.attempts += sum(o.attempts for _, o in pairs)
-        ids = [o.message_id for _, o in pairs if o.ok]
-        delivery.lease_until = None
-        if ids:
-            delivery.status, delivery.sent_at, delivery.fcm_message_ids = "sent", now, ids
-            delivery.reason = None
+        change = {
+            "id": delivery_id,
+            "attempts": tries + sum(o.attempts for _, o in pairs),
+            "lease_until": None,
+        }
+        if ids := [o.message_id for _, o in pairs if o.ok]:
+            sent.append(
+                change | {"status": "sent", "reason": None, "sent_at": now, "fcm_message_ids": ids}
+            )
         else:
-            delivery.status = "failed"
-            delivery.reason = next((o.error for _, o in pairs if o.error), "unknown")
-        counts[delivery.status] += 1
+            reason = next((o.error for _, o in pairs if o.error), "unknown")
+            failed.append(change | {"status": "failed", "reason": reason})
+    for changes in (sent, failed):
+        if changes:  # one executemany by primary key; the rows are locked above
+            await session.execute(update(Delivery), changes)
+    counts["sent"], counts["failed"] = len(sent), len(failed)
     await devices.deactivate(session, reasons=dead)
     await session.flush()
     return counts
+
+
+async def release(session: AsyncSession, *, claimed: list[Claimed]) -> None:
+    """Give back a claimed batch that was never sent: queued again, no lease."""
+    for attempt_id in {c.attempt_id for c in claimed}:
+        await session.execute(
+            update(Delivery)
+            .where(
+                Delivery.id.in_([c.delivery_id for c in claimed if c.attempt_id == attempt_id]),
+                Delivery.attempt_id == attempt_id,
+                Delivery.status == "sending",
+            )
+            .values(status="queued", lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def dispatch_due(
@@ -175,36 +272,61 @@ async def dispatch_due(
     transport: PushTransport,
     max_batches: int | None = None,
 ) -> int:
-    """Claim, send and record batches until nothing is due; returns deliveries handled."""
+    """Claim, send and record batches until nothing is due; returns deliveries handled.
+
+    One transaction at a time (sessions of `maker` may share a connection); the sends overlap
+    them: record(k) and claim(k+2) run while batch k+1 is on the wire.
+    """
+
+    def tx(work: Callable[[AsyncSession], Awaitable[T]]) -> Awaitable[T]:
+        return run_in_transaction(maker, work)
+
+    take = partial(
+        claim,
+        limit=settings.push_batch_size,
+        lease_seconds=settings.push_lease_seconds,
+        transport=transport,
+    )
+
+    def start(batch: Batch) -> asyncio.Task[list[SendOutcome]] | None:
+        if not batch.to_send:
+            return None
+        return asyncio.ensure_future(transport.send([m for c in batch.to_send for m in c.messages]))
+
     handled = 0
-    batches = 0
-    while max_batches is None or batches < max_batches:
-        batches += 1
-        batch = await run_in_transaction(
-            maker,
-            lambda s: claim(
-                s,
-                limit=settings.push_batch_size,
-                lease_seconds=settings.push_lease_seconds,
-                transport=transport,
-            ),
-        )
-        if not batch.handled:
-            break
-        handled += batch.handled
-        claimed = batch.to_send
-        if not claimed:
-            continue
-        messages = [m for c in claimed for m in c.messages]
-        try:
-            outcomes = await transport.send(messages)
-        except Exception:
-            log.exception(
-                "push: a send of %s messages failed; the lease will retry it", len(messages)
-            )
-            break
-        counts = await run_in_transaction(
-            maker, partial(record, claimed=claimed, outcomes=outcomes)
-        )
-        log.info("push: batch of %s deliveries: %s", len(claimed), counts)
+    batches = 1
+    on_wire = await tx(take)
+    handled += on_wire.handled
+    sending = start(on_wire)
+    try:
+        while on_wire.handled:
+            following = Batch(0, [])
+            if max_batches is None or batches < max_batches:
+                batches += 1
+                following = await tx(take)
+                handled += following.handled
+            if sending is not None:
+                try:
+                    outcomes = await sending
+                except Exception:
+                    count = sum(len(c.messages) for c in on_wire.to_send)
+                    log.exception(
+                        "push: a send of %s messages failed; the lease will retry it", count
+                    )
+                    if following.to_send:
+                        await tx(partial(release, claimed=following.to_send))
+                    break
+                sending = start(following)
+                counts = await tx(partial(record, claimed=on_wire.to_send, outcomes=outcomes))
+                log.info("push: batch of %s deliveries: %s", len(on_wire.to_send), counts)
+            else:
+                sending = start(following)
+            on_wire = following
+    finally:
+        if sending is not None:
+            # an error above: let the send finish; its rows stay `sending` until the lease ends
+            if not sending.done():
+                await asyncio.wait([sending])
+            if not sending.cancelled():
+                sending.exception()
     return handled

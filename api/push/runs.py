@@ -1,28 +1,37 @@
 """Materialising a run: in ONE transaction, the run row, one delivery per targeted member
-(INSERT … SELECT) and one rendered inbox item per delivery that is not held back (INSERT …
-SELECT). That transaction is the outbox: the worker pushes only what it committed."""
+(the audience with its suppression reasons picked into a temporary table, then INSERT …
+SELECT) and one rendered inbox item per delivery that is not held back (INSERT … SELECT).
+That transaction is the outbox: the worker pushes only what it committed."""
 
 import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
     Integer,
+    Select,
     String,
     case,
     cast,
+    column,
     func,
     insert,
     literal,
     null,
     select,
+    table,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
 
 from api.core.config import Settings
 from api.core.db import UTCDateTime
@@ -33,7 +42,30 @@ from api.push.models import Campaign, CampaignRun, Delivery, InboxItem
 from api.push.schedule import Occurrence, quiet_until
 from api.push.schemas import TRANSACTIONAL_KINDS
 
-KNUTH = 2654435761  # multiplicative hash: spreads consecutive member ids over 0..2^32
+KNUTH = 2654435761
+PICKED = table(
+    "push_run_picked",
+    *(column(c) for c in ("id", "reason", "held", "push_allowed", "not_before", "convert_until")),
+)
+
+
+class _CreateTempTableAs(Executable, ClauseElement):
+    """CREATE TEMPORARY TABLE name AS <select> (PostgreSQL and SQLite); dropped by the caller,
+    or with the savepoint it was made in."""
+
+    inherit_cache = False
+
+    def __init__(self, name: str, query: Select[Any]) -> None:
+        self.name = name
+        self.query = query
+
+
+@compiles(_CreateTempTableAs)
+def _create_temp_table_as(element: _CreateTempTableAs, compiler: Any, **kw: Any) -> str:
+    return f"CREATE TEMPORARY TABLE {element.name} AS {compiler.process(element.query, **kw)}"
+
+
+# multiplicative hash: spreads consecutive member ids over 0..2^32
 
 
 @dataclass(frozen=True)
@@ -146,7 +178,7 @@ async def materialise(
             if (until := quiet_until(now, z, settings.push_quiet_hours))
         }
     window = timedelta(days=settings.push_attribution_days)
-    picked = (
+    chosen = (
         audience.members()
         .add_columns(
             reason.label("reason"),
@@ -160,8 +192,12 @@ async def materialise(
             ),
         )
         .where(where)
-        .subquery()
     )
+    # Picked in full before any delivery row is written: the suppression checks read
+    # push_delivery, and reading it while inserting into it in the same statement makes each
+    # member's check walk the rows inserted so far (quadratic on a fresh or unanalysed table).
+    await session.execute(_CreateTempTableAs(PICKED.name, chosen))
+    picked = PICKED
     status = case(
         (picked.c.reason.is_not(None), "suppressed"), (picked.c.held, "holdout"), else_="queued"
     )
@@ -189,6 +225,7 @@ async def materialise(
     ]  # fmt: skip
     result = await session.execute(insert(Delivery).from_select(columns, rows))
     targeted = result.rowcount or 0
+    await session.execute(text(f"DROP TABLE {PICKED.name}"))
     await _write_inbox(session, campaign=campaign, run_id=run_id, now=now)
     run = await session.get(CampaignRun, run_id)
     assert run is not None

@@ -166,12 +166,12 @@ class FirebaseTransport:
     def close(self) -> None:
         firebase_admin.delete_app(self.app)
 
-    def _fcm_message(self, m: PushMessage) -> messaging.Message:
+    def _fcm_messages(self, messages: Sequence[PushMessage]) -> list[messaging.Message]:
         # The app registers FCM registration tokens (the API contract); the SDK now prefers
         # installation ids (fid) and warns about `token`, which FCM v1 still takes.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            return self._encode(m)
+            return [self._encode(m) for m in messages]
 
     def _encode(self, m: PushMessage) -> messaging.Message:
         return messaging.Message(
@@ -192,7 +192,7 @@ class FirebaseTransport:
     async def send(self, messages: Sequence[PushMessage]) -> list[SendOutcome]:
         """Send each message once; 429 and 5xx are retried with backoff, Retry-After first."""
         outcomes = [SendOutcome() for _ in messages]
-        fcm = [self._fcm_message(m) for m in messages]
+        fcm = self._fcm_messages(messages)
         pending = list(range(len(messages)))
         for attempt in range(self.max_retries + 1):
             retry_later: list[int] = []

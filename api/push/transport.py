@@ -211,13 +211,13 @@ class FirebaseTransport:
                     if transient:
                         retry_later.append(i)
                         after = _retry_after(result.exception)
-                        if after is not None:
-                            self.limiter.pause(min(after, self.backoff_max))
+                        if after is not None:  # FCM's floor, never cut by our own backoff cap
+                            self.limiter.pause(after)
                         wait = max(wait, after if after is not None else 0.0)
             if not retry_later or attempt == self.max_retries:
                 break
-            backoff = self.backoff_base * 2**attempt
-            await asyncio.sleep(min(max(wait, backoff), self.backoff_max))
+            backoff = min(self.backoff_base * 2**attempt, self.backoff_max)
+            await asyncio.sleep(max(wait, backoff))
             pending = retry_later
         await self.limiter.drain()
         return outcomes

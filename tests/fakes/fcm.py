@@ -6,6 +6,8 @@
 Failures are programmable per registration token (`fail(token, kind, times=...)`); every
 request is recorded, and `shown(token)` is what a phone would display: notifications with
 the same tag (android tag / apns-collapse-id / webpush tag) replace each other.
+`hold_after(n)` answers the first n messages and then keeps later ones waiting (accepted, as
+FCM would deliver them, but unanswered) until `release()`: sends caught in flight.
 """
 
 import itertools
@@ -67,6 +69,9 @@ class FakeFCM:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _server: ThreadingHTTPServer | None = None
+    _hold_after: int | None = None
+    _released: threading.Event = field(default_factory=threading.Event)
+    _held: list[Request] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -102,9 +107,41 @@ class FakeFCM:
         self._failures[token] = Failure(kind, times, retry_after)
 
     def reset(self) -> None:
+        self.release()
         with self._lock:
             self.requests.clear()
             self._failures.clear()
+            self._held.clear()
+            self._hold_after = None
+            self._released = threading.Event()
+
+    def hold_after(self, n: int) -> None:
+        """Answer `n` more messages, then leave the following ones unanswered until release()."""
+        with self._lock:
+            self._hold_after = len(self.requests) + n
+            self._released = threading.Event()
+
+    def release(self) -> None:
+        with self._lock:
+            self._hold_after = None
+            self._released.set()
+
+    @property
+    def held(self) -> list[Request]:
+        """Messages accepted but not answered yet (in flight for the sender)."""
+        with self._lock:
+            return list(self._held)
+
+    def _wait_if_held(self, request: Request) -> None:
+        with self._lock:
+            if self._hold_after is None or len(self.requests) <= self._hold_after:
+                return
+            self._held.append(request)
+            released = self._released
+        released.wait(120)
+        with self._lock:
+            if request in self._held:
+                self._held.remove(request)
 
     def accepted(self, token: str | None = None) -> list[Request]:
         return [r for r in self.requests if r.status == 200 and token in (None, r.token)]
@@ -196,16 +233,16 @@ class _Handler(BaseHTTPRequestHandler):
         token = message.get("token")
         tag = (message.get("android") or {}).get("notification", {}).get("tag")
         status, body, headers = self.owner._answer(token)
-        self.owner.record(
-            Request(
-                at=time.monotonic(),
-                token=token,
-                tag=tag,
-                title=(message.get("notification") or {}).get("title"),
-                data=message.get("data") or {},
-                status=status,
-            )
+        request = Request(
+            at=time.monotonic(),
+            token=token,
+            tag=tag,
+            title=(message.get("notification") or {}).get("title"),
+            data=message.get("data") or {},
+            status=status,
         )
+        self.owner.record(request)
+        self.owner._wait_if_held(request)
         self._reply(status, body, headers)
 
 

@@ -1,6 +1,7 @@
 """End to end through the real firebase-admin SDK against the loopback fake FCM."""
 
 import asyncio
+import itertools
 import logging
 import time
 
@@ -176,3 +177,116 @@ async def test_without_credentials_the_inbox_still_works(session, maker, shops, 
         push_transport.announce(settings)
     [line] = [r for r in caplog.records if r.name == "loyalty.push"]
     assert line.levelno == logging.WARNING and "LOYALTY_FIREBASE_CREDENTIALS" in line.message
+
+
+def _transport(service_account, fcm, **overrides) -> FirebaseTransport:  # type: ignore[no-untyped-def]
+    values = {"rate": 5000, "max_retries": 5, "backoff_base": 0.01, "backoff_max": 3.0}
+    values.update(overrides)
+    return FirebaseTransport(credentials_path=str(service_account), fcm_url=fcm.url, **values)
+
+
+def _gaps(fcm, token: str) -> list[float]:  # type: ignore[no-untyped-def]
+    stamps = [r.at for r in fcm.sent_to(token)]
+    return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+async def test_retry_after_is_waited_out_even_beyond_the_backoff_cap(service_account, fcm):
+    """FCM's Retry-After is a floor: the retry comes no sooner, whatever our own backoff says."""
+    transport = _transport(service_account, fcm, backoff_max=0.2)
+    fcm.fail("busy", "QUOTA_EXCEEDED", times=1, retry_after=2)
+    try:
+        [outcome] = await transport.send([PushMessage(token="busy", title="t", body="b", tag="q")])
+    finally:
+        await asyncio.to_thread(transport.close)
+    assert outcome.ok and outcome.attempts == 2
+    [gap] = _gaps(fcm, "busy")
+    assert gap >= 2.0, f"retried {gap:.2f}s after a 429 with Retry-After: 2"
+
+
+async def test_5xx_retries_back_off_exponentially(service_account, fcm):
+    transport = _transport(service_account, fcm, backoff_base=0.2)
+    fcm.fail("flaky-500", "INTERNAL", times=3)
+    fcm.fail("flaky-503", "UNAVAILABLE", times=3)
+    messages = [
+        PushMessage(token=t, title="t", body="b", tag=t) for t in ("flaky-500", "flaky-503")
+    ]
+    try:
+        outcomes = await transport.send(messages)
+    finally:
+        await asyncio.to_thread(transport.close)
+    assert [(o.ok, o.attempts) for o in outcomes] == [(True, 4), (True, 4)]
+    for token in ("flaky-500", "flaky-503"):
+        assert [r.status for r in fcm.sent_to(token)] == [500 if "500" in token else 503] * 3 + [
+            200
+        ]
+        first, second, third = _gaps(fcm, token)
+        assert first >= 0.2 and second >= 0.4 and third >= 0.8, (first, second, third)
+
+
+async def test_one_send_each_with_mixed_answers_is_handled_per_message(
+    session, maker, settings, shops, fcm, transport
+):
+    """One batch where FCM accepts some messages, throttles or fails others and reports dead
+    tokens: each message gets its own fate; only the transient ones go out again."""
+    kinds = {
+        "ok": None,
+        "quota": ("QUOTA_EXCEEDED", 1),
+        "internal": ("INTERNAL", 1),
+        "unavailable": ("UNAVAILABLE", 1),
+        "unregistered": ("UNREGISTERED", None),
+        "mismatch": ("SENDER_ID_MISMATCH", None),
+        "garbled": ("INVALID_ARGUMENT", None),
+    }
+    recipients = await members_with_devices(session, settings, shops, len(kinds))
+    token_of = {}
+    for kind, (_member, token) in zip(kinds, recipients, strict=True):
+        token_of[kind] = token
+        if kinds[kind]:
+            failure, times = kinds[kind]
+            fcm.fail(token, failure, times=times, retry_after=1 if kind == "quota" else None)
+    campaign = await make_campaign(session)
+    await session.commit()
+
+    await worker_pass(maker, settings, transport)
+
+    sent_to = {kind: [r.status for r in fcm.sent_to(t)] for kind, t in token_of.items()}
+    assert sent_to == {
+        "ok": [200],
+        "quota": [429, 200],
+        "internal": [500, 200],
+        "unavailable": [503, 200],
+        "unregistered": [404],
+        "mismatch": [403],
+        "garbled": [400],
+    }
+    first_round = max(fcm.sent_to(t)[0].at for t in token_of.values())
+    retries = [fcm.sent_to(token_of[k])[1].at for k in ("quota", "internal", "unavailable")]
+    assert min(retries) - first_round >= 1.0  # the batch's Retry-After holds the whole retry
+    member_of = {member.id: kind for kind, (member, _) in zip(kinds, recipients, strict=True)}
+    fate = {
+        member_of[d.member_id]: (d.status, d.reason) for d in await deliveries(session, campaign)
+    }
+    assert fate == {
+        "ok": ("sent", None),
+        "quota": ("sent", None),
+        "internal": ("sent", None),
+        "unavailable": ("sent", None),
+        "unregistered": ("failed", "unregistered"),
+        "mismatch": ("failed", "sender_mismatch"),
+        "garbled": ("failed", "invalid_token"),
+    }
+    states = {
+        d.token: (d.active, d.deactivated_reason)
+        for d in (
+            await session.execute(select(Device).execution_options(populate_existing=True))
+        ).scalars()
+    }
+    assert {kind: states[t] for kind, t in token_of.items()} == {
+        "ok": (True, None),
+        "quota": (True, None),
+        "internal": (True, None),
+        "unavailable": (True, None),
+        "unregistered": (False, "unregistered"),
+        "mismatch": (False, "sender_mismatch"),
+        "garbled": (False, "invalid_token"),
+    }

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -47,15 +48,20 @@ async def committed(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[Asy
         await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
-async def campaign_to(maker, n: int) -> tuple[int, dict[int, str]]:
-    """A one-off campaign due now to `n` members with one device each."""
+async def campaign_to(
+    maker, n: int, *, second_phone_every: int = 0
+) -> tuple[int, dict[int, list[str]]]:
+    """A one-off campaign due now to `n` members with one device each (two for every
+    `second_phone_every`-th member)."""
     settings = make_settings()
     async with maker() as session:
         store = await factories.make_store(session, await factories.make_region(session))
         tokens = {}
-        for _ in range(n):
+        for i in range(n):
             member = await factories.make_member(session, settings, store=store)
-            tokens[member.id] = await add_device(session, member)
+            tokens[member.id] = [await add_device(session, member)]
+            if second_phone_every and i % second_phone_every == 0:
+                tokens[member.id].append(await add_device(session, member))
         campaign = await make_campaign(session)
         await session.commit()
         return campaign.id, tokens
@@ -135,20 +141,44 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-async def test_a_worker_killed_mid_campaign_leaves_one_push_per_recipient(
+async def test_a_worker_killed_mid_send_leaves_one_push_per_device(
     committed, fcm, service_account, tmp_path
 ):
+    """SIGKILL while a send_each is on the wire: FCM has the messages, the worker never hears
+    back. The restarted worker re-sends exactly those (same tag: the phone shows one) and the
+    batch claimed next, and every recipient ends with one inbox item and one delivery."""
     n = 80
-    campaign_id, tokens = await campaign_to(committed, n)
-    first = start_worker(fcm, service_account, tmp_path / "first.log", rate=100)
+    campaign_id, tokens = await campaign_to(committed, n, second_phone_every=4)
+    devices = [t for ts in tokens.values() for t in ts]
+    fcm.hold_after(30)  # the first batches go through; then a send stays in flight
+    first = start_worker(fcm, service_account, tmp_path / "first.log", rate=400)
     try:
-        await wait_for(lambda: len(fcm.accepted()) >= 30, seconds=60)
+        await wait_for(lambda: len(fcm.held) > 0, seconds=60)
+        await asyncio.sleep(0.3)  # the rest of that send_each reaches FCM too
+        in_flight = {r.token for r in fcm.held}
         first.send_signal(signal.SIGKILL)
         first.wait()
     finally:
         stop(first)
-    sent_before = len(fcm.accepted())
-    assert sent_before < n, "the worker finished before it was killed"
+        fcm.release()
+    assert in_flight, "nothing was in flight at the kill"
+    before_kill = {r.token for r in fcm.requests}
+    assert len(before_kill) < len(devices), "the worker finished before the kill"
+    async with committed() as session:
+        stranded = set(
+            (
+                await session.execute(
+                    select(Delivery.member_id).where(
+                        Delivery.campaign_id == campaign_id, Delivery.status == "sending"
+                    )
+                )
+            ).scalars()
+        )
+    # claimed, and never recorded: they wait for their lease to end; the ones FCM already has
+    # are the only messages that may reach FCM twice
+    unrecorded = {t for member_id in stranded for t in tokens[member_id]} & before_kill
+    assert in_flight <= unrecorded
+
     second = start_worker(fcm, service_account, tmp_path / "second.log", rate=400)
     try:
         await wait_for(lambda: all_done(committed, campaign_id, n), seconds=90)
@@ -159,14 +189,26 @@ async def test_a_worker_killed_mid_campaign_leaves_one_push_per_recipient(
     assert statuses == {"sent": n}
     assert inbox == dict.fromkeys(tokens, 1)
     async with committed() as session:
-        tags = dict((await session.execute(select(Delivery.member_id, Delivery.id))).all())
-    for member_id, token in tokens.items():
-        assert fcm.shown(token) == {f"d{tags[member_id]}"}  # one notification on the phone
-    copies = {t: len(fcm.accepted(t)) for t in tokens.values()}
-    duplicates = sum(c - 1 for c in copies.values())
-    assert min(copies.values()) == 1
-    assert duplicates <= BATCH  # only messages in flight at the kill can go out twice
-    print(f"\nkilled after {sent_before} of {n}; wire duplicates: {duplicates}")
+        rows = (
+            await session.execute(
+                select(Delivery.member_id, Delivery.id, Delivery.fcm_message_ids).where(
+                    Delivery.campaign_id == campaign_id
+                )
+            )
+        ).all()
+    assert sorted(member_id for member_id, _, _ in rows) == sorted(tokens)  # one per recipient
+    tags = {member_id: f"d{delivery_id}" for member_id, delivery_id, _ in rows}
+    for member_id, _, message_ids in rows:
+        assert len(message_ids) == len(tokens[member_id])  # one FCM message per device
+    for member_id, member_tokens in tokens.items():
+        for token in member_tokens:
+            assert fcm.shown(token) == {tags[member_id]}  # one notification on the phone
+    copies = Counter(r.token for r in fcm.accepted())
+    assert set(copies) == set(devices)
+    # exactly the messages sent but not recorded at the kill went out twice, nothing else
+    assert {t for t, c in copies.items() if c > 1} == unrecorded
+    assert max(copies.values()) == 2
+    print(f"\nkilled with {len(in_flight)} held by FCM, {len(unrecorded)} sent but unrecorded")
 
 
 async def test_two_workers_share_the_load_and_never_double_send(
@@ -184,7 +226,7 @@ async def test_two_workers_share_the_load_and_never_double_send(
     statuses, inbox = await outcome(committed, campaign_id)
     assert statuses == {"sent": n}
     assert inbox == dict.fromkeys(tokens, 1)
-    assert sorted(len(fcm.sent_to(t)) for t in tokens.values()) == [1] * n
+    assert sorted(len(fcm.sent_to(t)) for [t] in tokens.values()) == [1] * n
     assert len(fcm.requests) == n
     batches = [log.read_text().count("push: batch of") for log in logs]
     assert all(batches), batches  # both took a share

@@ -2,16 +2,18 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-router = APIRouter(tags=["operations"])
+from api.core.access import PolicyRoute, Public
+
+router = APIRouter(tags=["operations"], route_class=PolicyRoute)
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[Public])
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", dependencies=[Public])
 async def readyz(request: Request) -> JSONResponse:
     """Readiness: the process answers and the database accepts a query."""
     try:

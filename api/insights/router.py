@@ -4,10 +4,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from api.core.access import PolicyRoute
 from api.core.db import SessionDep
 from api.core.errors import request_id
 from api.core.pagination import Page, PageParams, page_params
 from api.insights import service
+from api.insights.dependencies import alert_in_scope
 from api.insights.schemas import (
     AbcRead,
     AssignIn,
@@ -25,7 +27,12 @@ from api.insights.schemas import (
 )
 from api.org.dependencies import CurrentStaff, Managers, Marketing, StaffScope, current_staff
 
-router = APIRouter(prefix="/v1/insights", tags=["insights"], dependencies=[Depends(current_staff)])
+router = APIRouter(
+    prefix="/v1/insights",
+    tags=["insights"],
+    dependencies=[Depends(current_staff)],
+    route_class=PolicyRoute,
+)
 
 
 @router.post("/refresh", response_model=RefreshRead)
@@ -119,7 +126,11 @@ async def assign(
     )
 
 
-@router.post("/lapsed/{alert_id}/outcome", response_model=LapsedItem)
+@router.post(
+    "/lapsed/{alert_id}/outcome",
+    response_model=LapsedItem,
+    dependencies=[Depends(alert_in_scope)],
+)
 async def outcome(
     alert_id: int, body: OutcomeIn, session: SessionDep, staff: CurrentStaff, scope: StaffScope
 ) -> LapsedItem:

@@ -1,5 +1,6 @@
 from fastapi import APIRouter, status
 
+from api.core.access import PolicyRoute
 from api.core.db import SessionDep
 from api.loyalty import accounts, ledger, tiers
 from api.loyalty import program as program_service
@@ -19,7 +20,7 @@ from api.loyalty.schemas import (
 from api.members.dependencies import ScopedMember
 from api.org.dependencies import Admin, Marketing
 
-router = APIRouter(prefix="/v1", tags=["loyalty"])
+router = APIRouter(prefix="/v1", tags=["loyalty"], route_class=PolicyRoute)
 
 
 @router.get("/loyalty/program", response_model=ProgramRead)

@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 
+from api.core.access import PolicyRoute
 from api.core.db import SessionDep
 from api.core.idempotency import IdempotencyKey, run_once
 from api.core.pagination import Page, PageParams, page_params
@@ -9,7 +10,7 @@ from api.loyalty import accounts, claims, ledger
 from api.loyalty.schemas import ClaimReceiptIn, LedgerEntryRead, PointsRead, PurchaseResult
 from api.members.dependencies import CurrentMember
 
-router = APIRouter(prefix="/v1/me", tags=["me"])
+router = APIRouter(prefix="/v1/me", tags=["me"], route_class=PolicyRoute)
 
 
 @router.get("/points", response_model=PointsRead)

@@ -1,5 +1,6 @@
 from fastapi import APIRouter, Request, status
 
+from api.core.access import PolicyRoute
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.core.idempotency import IdempotencyKey, run_once
@@ -8,7 +9,7 @@ from api.loyalty.purchases import Till
 from api.loyalty.schemas import RedemptionIn, RedemptionRead, RedemptionSettledRead
 from api.org.dependencies import CurrentTerminal
 
-router = APIRouter(prefix="/v1/pos/redemptions", tags=["pos"])
+router = APIRouter(prefix="/v1/pos/redemptions", tags=["pos"], route_class=PolicyRoute)
 
 
 @router.post("", response_model=RedemptionRead, status_code=status.HTTP_201_CREATED)

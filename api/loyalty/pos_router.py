@@ -1,9 +1,11 @@
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Depends, Request, status
 
+from api.core.access import PolicyRoute
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.core.idempotency import IdempotencyKey, run_once
 from api.loyalty import accounts, purchases, returns
+from api.loyalty.dependencies import purchase_at_till
 from api.loyalty.purchases import Till
 from api.loyalty.schemas import (
     BalanceRead,
@@ -21,7 +23,7 @@ from api.members import identity
 from api.members import service as members_service
 from api.org.dependencies import CurrentTerminal
 
-router = APIRouter(prefix="/v1/pos", tags=["pos"])
+router = APIRouter(prefix="/v1/pos", tags=["pos"], route_class=PolicyRoute)
 
 
 @router.post("/identify", response_model=IdentifyResult)
@@ -129,7 +131,11 @@ async def post_batch(
     )
 
 
-@router.post("/purchases/{purchase_id}/returns", response_model=ReturnResult)
+@router.post(
+    "/purchases/{purchase_id}/returns",
+    response_model=ReturnResult,
+    dependencies=[Depends(purchase_at_till)],
+)
 async def post_return(
     purchase_id: int,
     body: ReturnIn,

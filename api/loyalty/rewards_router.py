@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
+from api.core.access import PolicyRoute
 from api.core.db import SessionDep
 from api.core.idempotency import IdempotencyKey, run_once
 from api.core.pagination import Page, PageParams, page_params
@@ -19,7 +20,7 @@ from api.members import qr
 from api.members.dependencies import CurrentMember
 from api.org.dependencies import CurrentStaff, CurrentTerminal, Marketing
 
-router = APIRouter(prefix="/v1", tags=["rewards"])
+router = APIRouter(prefix="/v1", tags=["rewards"], route_class=PolicyRoute)
 
 
 @router.get("/rewards", response_model=list[RewardRead])

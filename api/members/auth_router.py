@@ -1,5 +1,6 @@
 from fastapi import APIRouter, status
 
+from api.core.access import PolicyRoute, Public
 from api.core.db import SessionDep
 from api.core.deps import ClientIP, SettingsDep
 from api.members import signin
@@ -12,10 +13,12 @@ from api.members.schemas import (
     RefreshRequest,
 )
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=PolicyRoute)
 
 
-@router.post("/otp", response_model=OtpSent, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/otp", response_model=OtpSent, status_code=status.HTTP_202_ACCEPTED, dependencies=[Public]
+)
 async def request_otp(
     body: OtpRequest, session: SessionDep, settings: SettingsDep, sender: SmsSenderDep, ip: ClientIP
 ) -> OtpSent:
@@ -26,7 +29,7 @@ async def request_otp(
     return OtpSent(expires_in=ttl)
 
 
-@router.post("/otp/verify", response_model=MemberTokens)
+@router.post("/otp/verify", response_model=MemberTokens, dependencies=[Public])
 async def verify_otp(
     body: OtpVerify, session: SessionDep, settings: SettingsDep, ip: ClientIP
 ) -> MemberTokens:
@@ -37,7 +40,7 @@ async def verify_otp(
     return MemberTokens(**issued.__dict__)
 
 
-@router.post("/refresh", response_model=MemberTokens)
+@router.post("/refresh", response_model=MemberTokens, dependencies=[Public])
 async def refresh_tokens(
     body: RefreshRequest, session: SessionDep, settings: SettingsDep
 ) -> MemberTokens:

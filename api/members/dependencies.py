@@ -4,8 +4,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.core import security
+from api.core import access, security
+from api.core.access import Policy
+from api.core.config import Settings
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.core.errors import Unauthorized, request_id
@@ -13,7 +16,14 @@ from api.members import service
 from api.members.exceptions import MemberBlocked
 from api.members.models import Member
 from api.members.sms import SmsSender
-from api.org.dependencies import CurrentStaff, StaffScope
+from api.org.dependencies import (
+    TERMINAL_KEY_HEADER,
+    CurrentStaff,
+    StaffScope,
+    current_terminal,
+    refuse,
+    staff_of_token,
+)
 
 member_bearer = HTTPBearer(auto_error=False, scheme_name="MemberBearer")
 
@@ -22,6 +32,7 @@ class MemberNotAuthenticated(Unauthorized):
     """Sign in with your phone number first."""
 
 
+@access.declare(Policy.of(access.MEMBER))
 async def current_member(
     request: Request,
     session: SessionDep,
@@ -36,6 +47,7 @@ async def current_member(
     )
     member = await session.get(Member, int(claims["sub"])) if claims else None
     if member is None:
+        await _refuse_other_callers(request, session, settings, credentials)
         raise MemberNotAuthenticated()
     if member.status != "active":
         raise MemberBlocked()
@@ -44,6 +56,21 @@ async def current_member(
 
 
 CurrentMember = Annotated[Member, Depends(current_member)]
+
+
+async def _refuse_other_callers(
+    request: Request,
+    session: AsyncSession,
+    settings: Settings,
+    credentials: HTTPAuthorizationCredentials | None,
+) -> None:
+    """403 when the request carries valid staff or terminal credentials instead."""
+    if credentials:
+        if await staff_of_token(session, settings, credentials.credentials):
+            raise refuse("members signed in on the app", "a staff token")
+    elif api_key := request.headers.get(TERMINAL_KEY_HEADER):
+        await current_terminal(request, session, api_key)
+        raise refuse("members signed in on the app", "a terminal API key")
 
 
 async def member_in_scope(

@@ -2,6 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
+from api.core.access import PolicyRoute
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.core.errors import request_id
@@ -21,8 +22,8 @@ from api.members.schemas import (
 from api.org import service as org_service
 from api.org.dependencies import CurrentStaff, StaffOrTerminal, StaffScope
 
-router = APIRouter(prefix="/v1/members", tags=["members"])
-me_router = APIRouter(prefix="/v1/me", tags=["me"])
+router = APIRouter(prefix="/v1/members", tags=["members"], route_class=PolicyRoute)
+me_router = APIRouter(prefix="/v1/me", tags=["me"], route_class=PolicyRoute)
 
 
 @router.post("", response_model=MemberRead, status_code=status.HTTP_201_CREATED)

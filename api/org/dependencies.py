@@ -6,10 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.core import security
+from api.core import access, security
+from api.core.access import Policy
+from api.core.config import Settings
 from api.core.db import SessionDep
-from api.core.deps import SettingsDep
+from api.core.deps import SettingsDep, get_settings_dep
 from api.core.errors import Forbidden, Unauthorized
 from api.org import service
 from api.org.models import Role, Staff, Store, Terminal
@@ -18,7 +21,10 @@ from api.org.scope import GLOBAL, Scope
 staff_bearer = OAuth2PasswordBearer(
     tokenUrl="/v1/auth/token", auto_error=False, scheme_name="StaffPassword"
 )
-terminal_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="TerminalApiKey")
+TERMINAL_KEY_HEADER = "X-API-Key"
+terminal_key = APIKeyHeader(
+    name=TERMINAL_KEY_HEADER, auto_error=False, scheme_name="TerminalApiKey"
+)
 
 
 class NotAuthenticated(Unauthorized):
@@ -29,12 +35,40 @@ class RoleNotAllowed(Forbidden):
     """Your role may not do this."""
 
 
+class CallerNotAllowed(Forbidden):
+    """This endpoint is not for the kind of caller your credentials identify."""
+
+
+ANY_STAFF = Policy.staff(*Role)
+TERMINAL = Policy.of(access.TERMINAL)
+MEMBER_TOKEN_KIND = "member"
+
+
+def bearer_token(request: Request) -> str | None:
+    """The bearer token on the request, whichever kind of caller it belongs to."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def staff_of_token(session: AsyncSession, settings: Settings, token: str) -> Staff | None:
+    """The active staff member a staff token was issued to, if the token is valid."""
+    claims = security.decode_jwt(settings.secret_key, token, kind="staff")
+    staff = await session.get(Staff, int(claims["sub"])) if claims is not None else None
+    return staff if staff is not None and staff.active else None
+
+
+def refuse(needed: str, sent: str) -> CallerNotAllowed:
+    """403 for a valid credential of the wrong kind: the caller is known, just not admitted."""
+    return CallerNotAllowed(f"This endpoint is for {needed}; the request carries {sent}.")
+
+
 @dataclass(frozen=True)
 class TerminalContext:
     terminal: Terminal
     store: Store
 
 
+@access.declare(ANY_STAFF)
 async def current_staff(
     request: Request,
     session: SessionDep,
@@ -42,14 +76,19 @@ async def current_staff(
     token: Annotated[str | None, Depends(staff_bearer)],
 ) -> Staff:
     """The signed-in staff member, from the bearer token or the console's session."""
-    staff_id: int | None = None
     if token:
-        claims = security.decode_jwt(settings.secret_key, token, kind="staff")
-        if claims is not None:
-            staff_id = int(claims["sub"])
+        staff = await staff_of_token(session, settings, token)
+        if staff is None and security.decode_jwt(
+            settings.secret_key, token, kind=MEMBER_TOKEN_KIND
+        ):
+            raise refuse("staff", "a member token")
     else:
         staff_id = getattr(request.state, "console_staff_id", None)
-    staff = await session.get(Staff, staff_id) if staff_id is not None else None
+        staff = await session.get(Staff, staff_id) if staff_id is not None else None
+        api_key = request.headers.get(TERMINAL_KEY_HEADER)
+        if staff_id is None and api_key:
+            await current_terminal(request, session, api_key)
+            raise refuse("staff", "a terminal API key")
     if staff is None or not staff.active:
         raise NotAuthenticated()
     request.state.staff_id = staff.id
@@ -63,12 +102,12 @@ def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Staff]]:
     """Dependency: the signed-in staff member, who must hold one of `roles` (else 403)."""
     allowed = frozenset(roles)
 
+    @access.declare(Policy.staff(*roles))
     async def _check(staff: CurrentStaff) -> Staff:
         if staff.role not in allowed:
             raise RoleNotAllowed()
         return staff
 
-    _check.allowed_roles = allowed  # type: ignore[attr-defined]
     return _check
 
 
@@ -86,11 +125,19 @@ Managers = Annotated[
 ]
 
 
+@access.declare(TERMINAL)
 async def current_terminal(
     request: Request, session: SessionDep, api_key: Annotated[str | None, Depends(terminal_key)]
 ) -> TerminalContext:
     """The POS terminal identified by its API key."""
     if not api_key:
+        token = bearer_token(request)
+        if token:
+            settings = get_settings_dep(request)
+            if await staff_of_token(session, settings, token):
+                raise refuse("POS terminals", "a staff token")
+            if security.decode_jwt(settings.secret_key, token, kind=MEMBER_TOKEN_KIND):
+                raise refuse("POS terminals", "a member token")
         raise NotAuthenticated("X-API-Key header required")
     terminal, store = await service.authenticate_terminal(session, api_key)
     request.state.terminal_id = terminal.id
@@ -114,6 +161,7 @@ class Actor:
         return f"{self.kind}:{self.id}"
 
 
+@access.declare(ANY_STAFF | TERMINAL)
 async def staff_or_terminal(
     request: Request,
     session: SessionDep,

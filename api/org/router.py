@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
+from api.core.access import PolicyRoute, Public
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.org import service
@@ -21,11 +22,11 @@ from api.org.schemas import (
     Token,
 )
 
-auth_router = APIRouter(prefix="/v1/auth", tags=["auth"])
-router = APIRouter(prefix="/v1", tags=["organisation"])
+auth_router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=PolicyRoute)
+router = APIRouter(prefix="/v1", tags=["organisation"], route_class=PolicyRoute)
 
 
-@auth_router.post("/token", response_model=Token)
+@auth_router.post("/token", response_model=Token, dependencies=[Public])
 async def staff_token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,

@@ -4,13 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
+from api.core.access import PolicyRoute
 from api.core.db import SessionDep
 from api.core.pagination import Page, PageParams, page_params
 from api.members.dependencies import CurrentMember
 from api.push import devices, inbox
 from api.push.schemas import DeviceIn, DeviceRead, InboxItemRead
 
-router = APIRouter(prefix="/v1/me", tags=["me"])
+router = APIRouter(prefix="/v1/me", tags=["me"], route_class=PolicyRoute)
 
 
 @router.post("/devices", response_model=DeviceRead, status_code=status.HTTP_201_CREATED)

@@ -1,11 +1,21 @@
-"""QR images of a payload (PNG through Pillow, SVG as paths)."""
+"""QR images of a payload (PNG through Pillow, SVG as paths).
+
+Rendering costs tens of milliseconds (qrcode scores all eight mask patterns in Python), and an
+app refreshing its card shows the same payload for a whole TOTP step, so each process keeps
+the latest renders keyed by payload. They are derived data: replicas need not agree on them.
+"""
 
 import asyncio
+import contextlib
 import io
+from collections import OrderedDict
 
 import qrcode
 import qrcode.image.svg
 from qrcode.constants import ERROR_CORRECT_M
+
+CACHE_SIZE = 2048  # ~600 B per PNG, ~4 KB per SVG
+_rendered: OrderedDict[tuple[str, str], bytes] = OrderedDict()
 
 
 def _qr(payload: str) -> qrcode.QRCode:
@@ -29,5 +39,15 @@ def svg_bytes(payload: str) -> bytes:
 
 
 async def render(payload: str, fmt: str) -> bytes:
-    """Render off the event loop: Pillow work is CPU-bound."""
-    return await asyncio.to_thread(png_bytes if fmt == "png" else svg_bytes, payload)
+    """Render off the event loop (Pillow work is CPU-bound), or reuse this process's render."""
+    key = (fmt, payload)
+    image = _rendered.get(key)
+    if image is not None:
+        with contextlib.suppress(KeyError):  # evicted meanwhile by another thread's loop
+            _rendered.move_to_end(key)
+        return image
+    image = await asyncio.to_thread(png_bytes if fmt == "png" else svg_bytes, payload)
+    _rendered[key] = image
+    while len(_rendered) > CACHE_SIZE:
+        _rendered.popitem(last=False)
+    return image

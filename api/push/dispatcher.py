@@ -21,22 +21,34 @@ batch, no ORM object per delivery) except for deliveries with a reward to grant.
 """
 
 import asyncio
+import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    and_,
+    any_,
+    bindparam,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.core import clock
 from api.core.config import Settings
 from api.core.db import is_postgres, run_in_transaction
 from api.push import devices, rewards
-from api.push.models import Campaign, Delivery, InboxItem
+from api.push.models import Campaign, Delivery, Device, InboxItem
 from api.push.transport import PushMessage, PushTransport, SendOutcome
 
 log = logging.getLogger("loyalty.push")
@@ -66,6 +78,13 @@ def _due(now: datetime) -> object:
 class Batch:
     handled: int
     to_send: list[Claimed]
+
+
+def _one_of(session: AsyncSession, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """column IN ids: on PostgreSQL one array parameter (`= ANY`), not one per id."""
+    if is_postgres(session):
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(BigInteger)))  # type: ignore[no-any-return]
+    return column.in_(list(ids))  # type: ignore[no-any-return]
 
 
 async def _grant_rewards(session: AsyncSession, delivery_ids: list[int]) -> None:
@@ -104,6 +123,7 @@ async def claim(
             Delivery.push_allowed,
             Delivery.reward_done,
             Delivery.is_test,
+            Campaign.reward,
         )
         .join(Campaign, Campaign.id == Delivery.campaign_id)
         .where(_due(now))  # type: ignore[arg-type]
@@ -115,40 +135,43 @@ async def claim(
     rows = (await session.execute(stmt)).all()
     if not rows:
         return Batch(0, [])
-    ungranted = [r for r in rows if not r.reward_done and not r.is_test]
-    if ungranted:
-        with_reward = {
-            cid
-            for cid, reward in await session.execute(
-                select(Campaign.id, Campaign.reward).where(
-                    Campaign.id.in_({r.campaign_id for r in ungranted})
-                )
+    if due := [r.id for r in rows if r.reward and not r.reward_done and not r.is_test]:
+        await _grant_rewards(session, due)
+    pushable = [r.id for r in rows if r.push_allowed] if transport.available else []
+    # After the grants: a gift coupon's code is added to the inbox item's data.
+    found: dict[int, tuple[Any, list[str]]] = {}
+    if pushable:
+        items = (
+            select(
+                InboxItem.delivery_id,
+                InboxItem.id,
+                InboxItem.title,
+                InboxItem.body,
+                InboxItem.data,
+                InboxItem.image_url,
+                Device.token,
             )
-            if reward
-        }
-        if due := [r.id for r in ungranted if r.campaign_id in with_reward]:
-            await _grant_rewards(session, due)
-    pushable = [r for r in rows if r.push_allowed and transport.available]
-    tokens = (
-        await devices.active_tokens(session, member_ids={r.member_id for r in pushable})
-        if pushable
-        else {}
-    )
+            .join(Device, and_(Device.member_id == InboxItem.member_id, Device.active.is_(True)))
+            .where(_one_of(session, InboxItem.delivery_id, pushable))
+            .order_by(InboxItem.delivery_id, Device.id)
+        )
+        for row in await session.execute(items):
+            found.setdefault(row.delivery_id, (row, []))[1].append(row.token)
     by_status: dict[str, list[int]] = {}
-    sending: list[Any] = []
+    claimed: list[Claimed] = []
+    attempt_id = uuid.uuid4().hex
     for r in rows:
         if not r.push_allowed:
             status = "inbox_only"
         elif not transport.available:
             status = "no_transport"
-        elif not tokens.get(r.member_id):
+        elif r.id not in found:
             status = "no_device"
         else:
             status = "sending"
-            sending.append(r)
+            item, tokens = found[r.id]
+            claimed.append(Claimed(r.id, attempt_id, _messages(r, item, tokens)))
         by_status.setdefault(status, []).append(r.id)
-    attempt_id = uuid.uuid4().hex
-    lease_until = now + timedelta(seconds=lease_seconds)
     for status, ids in by_status.items():
         values: dict[str, Any] = {
             "status": status,
@@ -157,32 +180,13 @@ async def claim(
             "reward_done": True,
         }
         if status == "sending":
-            values["lease_until"] = lease_until
+            values["lease_until"] = now + timedelta(seconds=lease_seconds)
         await session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(ids))
+            .where(_one_of(session, Delivery.id, ids))
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-    claimed = []
-    if sending:
-        items = {
-            row.delivery_id: row
-            for row in await session.execute(
-                select(
-                    InboxItem.delivery_id,
-                    InboxItem.id,
-                    InboxItem.title,
-                    InboxItem.body,
-                    InboxItem.data,
-                    InboxItem.image_url,
-                ).where(InboxItem.delivery_id.in_([r.id for r in sending]))
-            )
-        }
-        claimed = [
-            Claimed(r.id, attempt_id, _messages(r, items[r.id], tokens[r.member_id]))
-            for r in sending
-        ]
     return Batch(len(rows), claimed)
 
 
@@ -202,49 +206,104 @@ def _messages(delivery: Any, item: Any, tokens: list[str]) -> list[PushMessage]:
     ]
 
 
+@dataclass(frozen=True)
+class _Result:
+    delivery_id: int
+    attempt_id: str
+    attempts: int
+    status: str  # sent | failed
+    reason: str | None
+    message_ids: list[str] | None
+
+
+def _results(
+    claimed: list[Claimed], outcomes: list[SendOutcome]
+) -> tuple[list[_Result], dict[str, str]]:
+    """Per delivery: sent (with FCM's message ids) if any device took it, else failed; and the
+    tokens FCM called dead."""
+    results, dead, position = [], {}, 0
+    for c in claimed:
+        pairs = list(zip(c.messages, outcomes[position : position + len(c.messages)], strict=True))
+        position += len(c.messages)
+        dead.update({m.token: o.error or "invalid" for m, o in pairs if o.token_invalid})
+        tries = sum(o.attempts for _, o in pairs)
+        if ids := [o.message_id for _, o in pairs if o.message_id is not None]:
+            results.append(_Result(c.delivery_id, c.attempt_id, tries, "sent", None, ids))
+        else:
+            reason = next((o.error for _, o in pairs if o.error), "unknown")
+            results.append(_Result(c.delivery_id, c.attempt_id, tries, "failed", reason, None))
+    return results, dead
+
+
+# One statement for the whole batch: it writes only rows whose claim is still ours.
+_RECORD_PG = text("""
+UPDATE push_delivery AS d
+SET status = v.status,
+    reason = v.reason,
+    attempts = d.attempts + v.attempts,
+    lease_until = NULL,
+    sent_at = CASE WHEN v.status = 'sent' THEN CAST(:now AS TIMESTAMPTZ) ELSE d.sent_at END,
+    fcm_message_ids = CASE WHEN v.status = 'sent' THEN CAST(v.ids AS JSON)
+                           ELSE d.fcm_message_ids END
+FROM unnest(CAST(:delivery_ids AS BIGINT[]), CAST(:attempt_ids AS VARCHAR[]),
+            CAST(:attempts AS INTEGER[]), CAST(:statuses AS VARCHAR[]),
+            CAST(:reasons AS VARCHAR[]), CAST(:message_ids AS TEXT[]))
+     AS v(id, attempt_id, attempts, status, reason, ids)
+WHERE d.id = v.id AND d.attempt_id = v.attempt_id AND d.status = 'sending'
+RETURNING d.id
+""")
+
+
+async def _write_results(session: AsyncSession, results: list[_Result], now: datetime) -> set[int]:
+    """Write the results whose claim is still ours; returns the delivery ids written."""
+    if is_postgres(session):
+        params = {
+            "now": now,
+            "delivery_ids": [r.delivery_id for r in results],
+            "attempt_ids": [r.attempt_id for r in results],
+            "attempts": [r.attempts for r in results],
+            "statuses": [r.status for r in results],
+            "reasons": [r.reason for r in results],
+            "message_ids": [json.dumps(r.message_ids) if r.message_ids else None for r in results],
+        }
+        return set((await session.execute(_RECORD_PG, params)).scalars())
+    wanted = {r.delivery_id: r for r in results}
+    stmt = select(Delivery.id, Delivery.attempt_id, Delivery.status, Delivery.attempts).where(
+        Delivery.id.in_(list(wanted))
+    )
+    sent: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for delivery_id, attempt_id, status, tries in await session.execute(stmt):
+        r = wanted[delivery_id]
+        if attempt_id != r.attempt_id or status != "sending":
+            continue
+        change = {"id": delivery_id, "attempts": tries + r.attempts, "lease_until": None}
+        if r.status == "sent":
+            sent_as = {
+                "status": "sent",
+                "reason": None,
+                "sent_at": now,
+                "fcm_message_ids": r.message_ids,
+            }
+            sent.append(change | sent_as)
+        else:
+            failed.append(change | {"status": "failed", "reason": r.reason})
+    for changes in (sent, failed):
+        if changes:  # executemany by primary key (SQLite: BEGIN IMMEDIATE holds the writes)
+            await session.execute(update(Delivery), changes)
+    return {c["id"] for c in sent + failed}
+
+
 async def record(
     session: AsyncSession, *, claimed: list[Claimed], outcomes: list[SendOutcome]
 ) -> dict[str, int]:
     """Write the results of one send where the claim is still ours; deactivate dead tokens."""
-    now = clock.now()
-    by_delivery: dict[int, list[tuple[PushMessage, SendOutcome]]] = {}
-    position = 0
-    for c in claimed:
-        pairs = list(zip(c.messages, outcomes[position : position + len(c.messages)], strict=True))
-        by_delivery[c.delivery_id] = pairs
-        position += len(c.messages)
-    attempts = {c.delivery_id: c.attempt_id for c in claimed}
-    stmt = select(Delivery.id, Delivery.attempt_id, Delivery.status, Delivery.attempts).where(
-        Delivery.id.in_(list(attempts))
-    )
-    if is_postgres(session):
-        stmt = stmt.with_for_update()
+    results, dead = _results(claimed, outcomes)
+    written = await _write_results(session, results, clock.now())
     counts = {"sent": 0, "failed": 0, "lost_claim": 0}
-    dead: dict[str, str] = {}
-    sent: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    for delivery_id, attempt_id, status, tries in await session.execute(stmt):
-        pairs = by_delivery[delivery_id]
-        dead.update({m.token: o.error or "invalid" for m, o in pairs if o.token_invalid})
-        if attempt_id != attempts[delivery_id] or status != "sending":
-            counts["lost_claim"] += 1  # our lease ran out and another worker took it over
-            continue
-        change = {
-            "id": delivery_id,
-            "attempts": tries + sum(o.attempts for _, o in pairs),
-            "lease_until": None,
-        }
-        if ids := [o.message_id for _, o in pairs if o.ok]:
-            sent.append(
-                change | {"status": "sent", "reason": None, "sent_at": now, "fcm_message_ids": ids}
-            )
-        else:
-            reason = next((o.error for _, o in pairs if o.error), "unknown")
-            failed.append(change | {"status": "failed", "reason": reason})
-    for changes in (sent, failed):
-        if changes:  # one executemany by primary key; the rows are locked above
-            await session.execute(update(Delivery), changes)
-    counts["sent"], counts["failed"] = len(sent), len(failed)
+    for r in results:
+        # not written: our lease ran out and another worker took the delivery over
+        counts[r.status if r.delivery_id in written else "lost_claim"] += 1
     await devices.deactivate(session, reasons=dead)
     await session.flush()
     return counts

@@ -316,8 +316,10 @@ async def _run(url: str, args: argparse.Namespace, fcm_url: str, account: Path) 
                 ],
             )
         )
+        pairs = " ".join(f"{p / r:.2f}" for p, r in zip(platform_rates, raw_rates, strict=True))
         print(
-            f"ratio platform/raw: {platform / raw:.2f} (goal ≥ 0.8)  N={args.members}"
+            f"ratio platform/raw: {platform / raw:.2f} (goal ≥ 0.8; per pair {pairs})"
+            f"  N={args.members}"
             f"  repetitions={args.repeat}  send rate limit {s.push_send_rate:,.0f}/s"
             f"  load {common.load()}"
         )

@@ -1,12 +1,12 @@
 """The member card at the till: rotating QR codes, static identifiers and till tokens."""
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock, ratelimit, security
@@ -71,12 +71,22 @@ async def _accept_rotating(
             **opts,
         )
         raise CodeExpired() if older is not None else CodeForged()
-    try:
-        async with session.begin_nested():
-            session.add(UsedCardCode(member_id=member.id, step=step, created_at=now))
-    except IntegrityError as e:
-        raise CodeReplayed() from e
+    if not await _use_code(session, member.id, step, now):
+        raise CodeReplayed()
     return member
+
+
+async def _use_code(session: AsyncSession, member_id: int, step: int, now: datetime) -> bool:
+    """Mark the member's code of this step used; False if it was used before (one statement,
+    no savepoint: the unique (member, step) decides, also between concurrent scans)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(UsedCardCode)
+        .values(member_id=member_id, step=step, created_at=now)
+        .on_conflict_do_nothing(index_elements=["member_id", "step"])
+        .returning(UsedCardCode.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
 
 
 async def _recognise(session: AsyncSession, settings: Settings, code: str) -> Identified:

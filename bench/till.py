@@ -1,0 +1,342 @@
+"""Till throughput: POST /v1/pos/purchases against a bare one-INSERT endpoint of the same app.
+
+Both endpoints run in one uvicorn process with the same settings, database and pool; the bare
+one parses the same receipt body and does a single INSERT in the request's transaction, so it is
+the limit of this stack (HTTP server, FastAPI, pydantic, session, driver, PostgreSQL) on this
+machine. The till endpoint identifies the member by a fresh rotating QR code and runs the real
+rules (member day, tier multiplier, category multiplier, exclusion, birthday cap, welcome).
+
+Figures: closed-loop throughput of each (C connections, as fast as they go) and their ratio,
+then p50/p99 latency of each at a fixed open-loop rate of half the bare limit.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from itertools import count
+
+from sqlalchemy import insert
+
+from api.core.db import make_engine, make_sessionmaker
+from api.core.migrate import upgrade_head
+from api.loyalty import program as program_service
+from api.loyalty.models import Account
+from api.loyalty.schemas import RuleCreate, TierIn, TierSet
+from api.members import cards
+from api.members.models import Member
+from api.org import service as org_service
+from api.org.schemas import RegionCreate, StoreCreate
+from bench.http import Client, free_port, wait_until_up
+
+PERIOD, DIGITS = 30, 8
+CARD_PREFIX, CARD_LENGTH = "8860", 16
+LINES = (
+    ("fresh", "VEG-BOK", 1280),
+    ("dairy", "MILK-1L", 1590),
+    ("grocery", "RICE-5KG", 5990),
+    ("tobacco", "CIG-20", 2500),
+    ("household", "TISSUE-10", 2990),
+)
+RULES = (
+    RuleCreate(
+        code="no-tobacco",
+        name="No points on tobacco",
+        kind="exclude",
+        params={"categories": ["tobacco"]},
+    ),
+    RuleCreate(
+        code="fresh-x2",
+        name="Fresh food x2",
+        kind="multiplier",
+        params={"categories": ["fresh"], "multiplier_percent": 200},
+    ),
+    RuleCreate(
+        code="member-day",
+        name="Member day x2 (every day during the benchmark)",
+        kind="member_day",
+        params={"rrule": "FREQ=DAILY", "multiplier_percent": 200},
+    ),
+    RuleCreate(
+        code="birthday-month",
+        name="Birthday month bonus",
+        kind="birthday",
+        params={"window": "month", "bonus_points": 200},
+        caps={"year": 200},
+    ),
+    RuleCreate(code="welcome", name="First purchase bonus", kind="welcome", params={"points": 50}),
+)
+TIERS = TierSet(
+    tiers=[
+        TierIn(code="silver", name="Silver", min_spend=0, multiplier_percent=100),
+        TierIn(code="gold", name="Gold", min_spend=300_000, multiplier_percent=125),
+        TierIn(code="platinum", name="Platinum", min_spend=1_000_000, multiplier_percent=150),
+    ]
+)
+
+
+@dataclass
+class Fixture:
+    store_id: int
+    api_key: str
+    cards: list[tuple[str, str]]  # (card_number, totp secret)
+
+
+async def _setup(url: str, members: int) -> Fixture:
+    engine = make_engine(url)
+    maker = make_sessionmaker(engine)
+    async with maker() as session, session.begin():
+        region = await org_service.create_region(session, data=RegionCreate(name="Bench"))
+        store = await org_service.create_store(
+            session,
+            data=StoreCreate(
+                code="BENCH-1",
+                name="Bench supermarket",
+                region_id=region.id,
+                timezone="Asia/Shanghai",
+                kind="supermarket",
+            ),
+        )
+        _, api_key = await org_service.create_terminal(session, store_id=store.id, name="till 1")
+        await program_service.replace_rules(session, wanted=list(RULES))
+        await program_service.replace_tiers(session, data=TIERS)
+        now = datetime.now(UTC)
+        rows, accounts, seen = [], [], set()
+        for i in range(members):
+            card = cards.new_card_number(CARD_PREFIX, CARD_LENGTH)
+            while card in seen:
+                card = cards.new_card_number(CARD_PREFIX, CARD_LENGTH)
+            seen.add(card)
+            birthday = date(1970 + i % 40, 1 + i % 12, 1 + i % 28)
+            rows.append(
+                {
+                    "phone": f"+86139{i:08d}",
+                    "name": f"Bench {i}",
+                    "card_number": card,
+                    "totp_secret": cards.new_totp_secret(),
+                    "status": "active",
+                    "enrolled_via": "bench",
+                    "home_store_id": store.id,
+                    "birthday": birthday,
+                    "birth_month": birthday.month,
+                    "birth_day": birthday.day,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        ids = (await session.execute(insert(Member).returning(Member.id), rows)).scalars().all()
+        for i, member_id in enumerate(ids):
+            accounts.append(
+                {
+                    "member_id": member_id,
+                    "available": 0,
+                    "pending": 0,
+                    "tier": ("silver", "gold", "platinum")[i % 3],
+                    "updated_at": now,
+                }
+            )
+        await session.execute(insert(Account), accounts)
+        fixture = Fixture(store.id, api_key, [(r["card_number"], r["totp_secret"]) for r in rows])
+    await engine.dispose()
+    return fixture
+
+
+class Codes:
+    """Fresh rotating payloads: each (member, step) once, steps within the server's ±1 window."""
+
+    def __init__(self, members: list[tuple[str, str]]) -> None:
+        self.members = members
+        self.next_step = [0] * len(members)
+        self.cursor = 0
+
+    def next(self) -> str:
+        for _ in range(len(self.members)):
+            i = self.cursor
+            self.cursor = (self.cursor + 1) % len(self.members)
+            now = time.time()
+            current = int(now) // PERIOD
+            step = max(current - (1 if now % PERIOD > 2 else 0), self.next_step[i])
+            if step > current + 1:
+                continue
+            self.next_step[i] = step + 1
+            card, secret = self.members[i]
+            at = datetime.fromtimestamp(step * PERIOD, UTC)
+            return cards.payload(card, cards.current_code(secret, at, period=PERIOD, digits=DIGITS))
+        raise RuntimeError("every member's codes for this window are used; add --members")
+
+
+def _receipt(codes: Codes, receipt_no: str) -> bytes:
+    lines = [
+        {"line_no": n, "sku": sku, "category": cat, "quantity": "1", "amount": amount}
+        for n, (cat, sku, amount) in enumerate(LINES, start=1)
+    ]
+    body = {
+        "receipt_no": receipt_no,
+        "member_code": codes.next(),
+        "currency": "CNY",
+        "total": sum(line["amount"] for line in lines),
+        "lines": lines,
+    }
+    return json.dumps(body).encode()
+
+
+def _serve(url: str, port: int, store_id: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "LOYALTY_DATABASE_URL": url,
+        "LOYALTY_ENV": "production",
+        "LOYALTY_SECRET_KEY": secrets.token_urlsafe(32),
+        "LOYALTY_LOG_LEVEL": "WARNING",
+        "LOYALTY_BENCH_STORE_ID": str(store_id),
+    }
+    command = [sys.executable, "-m", "uvicorn", "bench.till_app:create", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    return subprocess.Popen([*command, "--log-level", "warning"], env=env)
+
+
+@dataclass
+class Run:
+    done: int
+    errors: dict[int, int]
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.seconds
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def _closed_loop(
+    port: int, path: str, headers: dict[str, str], make_body, connections: int, seconds: float
+) -> Run:
+    clients = [await Client.connect("127.0.0.1", port) for _ in range(connections)]
+    deadline = time.perf_counter() + seconds
+    errors: dict[int, int] = {}
+    latencies: list[float] = []
+
+    async def drive(client: Client) -> None:
+        while time.perf_counter() < deadline:
+            body = make_body()
+            started = time.perf_counter()
+            status, _ = await client.post(path, body, headers)
+            latencies.append((time.perf_counter() - started) * 1000)
+            if status != 201:
+                errors[status] = errors.get(status, 0) + 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(drive(c) for c in clients))
+    elapsed = time.perf_counter() - started
+    for c in clients:
+        c.close()
+    return Run(len(latencies) - sum(errors.values()), errors, elapsed, latencies)
+
+
+async def _open_loop(
+    port: int, path: str, headers: dict[str, str], make_body, rate: float, seconds: float
+) -> Run:
+    """Requests sent on a fixed schedule; latency counts from the scheduled time."""
+    pool: asyncio.Queue[Client] = asyncio.Queue()
+    for _ in range(64):
+        pool.put_nowait(await Client.connect("127.0.0.1", port))
+    errors: dict[int, int] = {}
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    start = time.perf_counter() + 0.05
+
+    async def one(scheduled: float, body: bytes) -> None:
+        client = await pool.get()
+        status, _ = await client.post(path, body, headers)
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+        if status != 201:
+            errors[status] = errors.get(status, 0) + 1
+        pool.put_nowait(client)
+
+    tasks = []
+    for i in range(total):
+        scheduled = start + i / rate
+        body = make_body()
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(scheduled, body)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    while not pool.empty():
+        pool.get_nowait().close()
+    return Run(len(latencies) - sum(errors.values()), errors, elapsed, latencies)
+
+
+async def _bench(url: str, args: argparse.Namespace) -> None:
+    fixture = await _setup(url, args.members)
+    port = free_port()
+    server = _serve(url, port, fixture.store_id)
+    try:
+        await wait_until_up("127.0.0.1", port, "/healthz")
+        codes = Codes(fixture.cards)
+        serial = count()
+        run_id = secrets.token_hex(3)
+
+        def till_body() -> bytes:
+            return _receipt(codes, f"T{run_id}-{next(serial)}")
+
+        def bare_body() -> bytes:
+            return _receipt(codes, f"B{run_id}-{next(serial)}")
+
+        till = ("/v1/pos/purchases", {"X-API-Key": fixture.api_key}, till_body)
+        bare = ("/bench/bare", {}, bare_body)
+        # warm both paths (connections, statement caches, JIT of the pure-Python parts)
+        for path, headers, make in (till, bare):
+            await _closed_loop(port, path, headers, make, args.connections, 2)
+
+        bare_rates, till_rates = [], []
+        for _ in range(args.rounds):
+            b = await _closed_loop(port, *bare, args.connections, args.seconds)
+            t = await _closed_loop(port, *till, args.connections, args.seconds)
+            for run in (b, t):
+                if run.errors:
+                    print(f"  errors: {run.errors}")
+            bare_rates.append(b.rate)
+            till_rates.append(t.rate)
+            print(
+                f"  round: bare {b.rate:7.1f}/s  till {t.rate:7.1f}/s  ratio {t.rate / b.rate:.2f}"
+            )
+        bare_rate, till_rate = statistics.median(bare_rates), statistics.median(till_rates)
+        half = bare_rate / 2
+        b_lat = await _open_loop(port, *bare, half, args.seconds)
+        t_lat = await _open_loop(port, *till, half, args.seconds)
+        print(
+            f"throughput (median of {args.rounds}, {args.connections} connections): "
+            f"bare {bare_rate:.1f}/s, till {till_rate:.1f}/s, ratio {till_rate / bare_rate:.2f} "
+            "(goal >= 0.6)"
+        )
+        for name, run in (("bare", b_lat), ("till", t_lat)):
+            print(
+                f"latency at {half:.0f}/s (half the bare limit), {name}: "
+                f"p50 {run.pct(50):.1f} ms, p99 {run.pct(99):.1f} ms, "
+                f"{run.done} ok, errors {run.errors or 0}"
+            )
+        print(f"load average: {os.getloadavg()[0]:.2f}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def main(url: str, argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="bench till")
+    parser.add_argument("--members", type=int, default=20_000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    upgrade_head(url)
+    asyncio.run(_bench(url, parser.parse_args(argv)))

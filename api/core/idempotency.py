@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import Header, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from pydantic import BaseModel
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
+from api.core.db import insert_unless_exists
 from api.core.errors import InvalidInput
 from api.core.models import IdempotencyRecord
 
@@ -30,10 +31,16 @@ class IdempotencyKeyReused(InvalidInput):
     """This Idempotency-Key was already used with a different request body."""
 
 
+def _encode(value: Any, *, exclude_unset: bool = False) -> Any:
+    if isinstance(value, BaseModel):  # pydantic's own serialiser is far cheaper
+        return value.model_dump(mode="json", exclude_unset=exclude_unset)
+    return jsonable_encoder(value, exclude_unset=exclude_unset)
+
+
 def request_fingerprint(request: Request, body: Any) -> str:
     payload = json.dumps(
         # exclude_unset: an explicit null (clear the field) is another body than a missing field
-        [request.method, request.url.path, jsonable_encoder(body, exclude_unset=True)],
+        [request.method, request.url.path, _encode(body, exclude_unset=True)],
         sort_keys=True,
         default=str,
     )
@@ -72,26 +79,26 @@ async def run_once(
     The key row is inserted before the work, inside the request's transaction: a concurrent
     retry blocks on the unique key until the first commits, then replays its response. If
     the first request fails, its row rolls back with it and a retry runs afresh.
+    A conflicting insert does nothing (no savepoint); the stored record is read only then.
     """
     if not key:
         return await work()
     fingerprint = request_fingerprint(request, body)
-    existing = await _stored(session, scope, key)
-    if existing is not None:
-        return _replay(existing, fingerprint)
-    record = IdempotencyRecord(
-        scope=scope, key=key, request_hash=fingerprint, created_at=clock.now()
-    )
-    try:
-        async with session.begin_nested():
-            session.add(record)
-    except IntegrityError:
+    claim = insert_unless_exists(session, IdempotencyRecord, "scope", "key")
+    values = {"scope": scope, "key": key, "request_hash": fingerprint, "created_at": clock.now()}
+    record_id = (
+        await session.execute(claim.returning(IdempotencyRecord.id), values)
+    ).scalar_one_or_none()
+    if record_id is None:
         existing = await _stored(session, scope, key)
-        if existing is None:
-            raise
+        if existing is None:  # pragma: no cover - the conflicting row cannot vanish once committed
+            raise RuntimeError("idempotency key conflict without a stored record")
         return _replay(existing, fingerprint)
     result = await work()
-    record.status_code = status_code
-    record.response_body = jsonable_encoder(result)
-    await session.flush()
-    return JSONResponse(record.response_body, status_code=status_code)
+    response_body = _encode(result)
+    await session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.id == record_id)
+        .values(status_code=status_code, response_body=response_body)
+    )
+    return JSONResponse(response_body, status_code=status_code)

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
 from api.core.errors import DomainError
-from api.loyalty import ledger, purchases, returns
+from api.loyalty import earning, ledger, purchases, returns
 from api.loyalty import program as program_service
 from api.loyalty.exceptions import ReceiptAlreadyClaimed, ReceiptNotClaimable
 from api.loyalty.models import Purchase, PurchaseLine
@@ -66,7 +66,7 @@ async def claim(
             for ln in lines
         ],
     )
-    evaluation = await purchases.evaluate(
+    evaluation = await earning.evaluate(
         session,
         program=program,
         store=store,
@@ -78,6 +78,7 @@ async def claim(
     )
     purchase.member_id = member.id
     purchase.claimed_at = clock.now()
+    purchases.price_lines(purchase, lines, evaluation)
     actor = f"member:{member.id}"
     await purchases.earn_purchase(
         session,
@@ -92,7 +93,7 @@ async def claim(
         purchase_id=purchase.id,
         receipt_no=purchase.receipt_no,
         member_id=member.id,
-        points=purchases.points_block(evaluation),
+        points=earning.points_block(evaluation),
         balance=BalanceRead(available=account.available, pending=account.pending),
         tier=account.tier,
     )

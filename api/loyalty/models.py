@@ -1,6 +1,7 @@
 """Programme, rules, tiers, accounts, the append-only ledger with its lots, purchases,
 returns, redemptions, rewards and coupons. Money is integer minor units, volume millilitres."""
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,12 @@ class Program(Base):
     max_receipt_total: Mapped[int] = mapped_column(BigInteger, default=10_000_000)
     tier_window_months: Mapped[int] = mapped_column(Integer, default=12)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    earning_etag: Mapped[str] = mapped_column(
+        String(32),
+        default=lambda: secrets.token_hex(8),
+        server_default="initial",
+        doc="New random value whenever settings, rules or tiers change: keys cached rule sets",
+    )
     updated_at: Mapped[datetime] = created_at_column()
 
 

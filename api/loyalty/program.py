@@ -1,5 +1,8 @@
 """Programme settings, earning rules (versioned) and tier definitions."""
 
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -33,6 +36,11 @@ async def get_program(session: AsyncSession) -> Program:
     return program
 
 
+def _earning_changed(program: Program) -> None:
+    program.earning_etag = secrets.token_hex(8)
+    program.updated_at = clock.now()
+
+
 def program_view(program: Program) -> dict[str, Any]:
     data = {c.name: getattr(program, c.name) for c in Program.__table__.columns}
     data["expiry_policy"] = "never" if program.expiry_months is None else "rolling"
@@ -60,7 +68,7 @@ async def update_program(session: AsyncSession, *, data: ProgramUpdate) -> Progr
     for field, value in changes.items():
         setattr(program, field, value)
     program.version += 1
-    program.updated_at = clock.now()
+    _earning_changed(program)
     await session.flush()
     return program
 
@@ -235,6 +243,7 @@ async def create_rule(session: AsyncSession, *, data: RuleCreate) -> Rule:
             session.add(rule)
     except IntegrityError as e:
         raise RuleCodeTaken() from e
+    _earning_changed(await get_program(session))
     await _snapshot(session, rule)
     return rule
 
@@ -257,6 +266,7 @@ async def update_rule(session: AsyncSession, rule: Rule, *, data: RuleUpdate) ->
     if _definition(rule) != before:
         rule.version += 1
         rule.updated_at = clock.now()
+        _earning_changed(await get_program(session))
         await session.flush()
         await _snapshot(session, rule)
     return rule
@@ -322,5 +332,55 @@ async def replace_tiers(session: AsyncSession, *, data: TierSet) -> list[Tier]:
         tier.min_spend, tier.multiplier_percent = want.min_spend, want.multiplier_percent
     for leftover in existing.values():
         await session.delete(leftover)
+    _earning_changed(await get_program(session))
     await session.flush()
     return await list_tiers(session)
+
+
+# ----------------------------------------------------------------------------- earning snapshot
+
+
+@dataclass(frozen=True)
+class TierLevel:
+    code: str
+    name: str
+    rank: int
+    min_spend: int
+    multiplier_percent: int
+
+
+@dataclass(frozen=True)
+class Earning:
+    """The active rules and the tier ladder as of one `earning_etag` (immutable, no session)."""
+
+    etag: str
+    rules: tuple[rules.Rule, ...]
+    tiers: tuple[TierLevel, ...]
+    budgeted: tuple[int, ...]  # ids of rules with a budget: their usage is always re-read
+
+
+# Derived data keyed by a value written in the same transaction as any change to it: a process
+# never earns by rules another has replaced, and a rolled-back change leaves an etag nobody sees.
+_EARNING: "OrderedDict[str, Earning]" = OrderedDict()
+_EARNING_KEEP = 8
+
+
+async def earning(session: AsyncSession, program: Program) -> Earning:
+    """Active rules and tiers for this programme state: read once per etag per process."""
+    cached = _EARNING.get(program.earning_etag)
+    if cached is not None:
+        return cached
+    active = await list_rules(session, active_only=True)
+    ladder = await list_tiers(session)
+    snapshot = Earning(
+        etag=program.earning_etag,
+        rules=tuple(engine_rule(r) for r in active),
+        tiers=tuple(
+            TierLevel(t.code, t.name, t.rank, t.min_spend, t.multiplier_percent) for t in ladder
+        ),
+        budgeted=tuple(r.id for r in active if r.budget is not None),
+    )
+    _EARNING[snapshot.etag] = snapshot
+    while len(_EARNING) > _EARNING_KEEP:
+        _EARNING.popitem(last=False)
+    return snapshot

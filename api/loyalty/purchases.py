@@ -1,26 +1,26 @@
 """Receipts from the till: quote, post, offline batches and later claims by the member."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
 from api.core.config import Settings
+from api.core.db import insert_unless_exists
 from api.core.errors import DomainError
-from api.loyalty import ledger, rules, tiers
+from api.loyalty import earning, ledger, tiers
 from api.loyalty import program as program_service
 from api.loyalty.exceptions import CurrencyMismatch, DuplicateReceipt, InvalidPurchase
-from api.loyalty.models import Account, Program, Purchase, PurchaseLine, Rule, RuleAward
+from api.loyalty.models import Account, Program, Purchase, PurchaseLine, RuleAward
 from api.loyalty.schemas import (
     AwardRead,
     BalanceRead,
     BatchItem,
-    PointsBlock,
     PurchaseIn,
     PurchaseResult,
     QuoteResult,
@@ -47,15 +47,6 @@ class Till:
         return cls(store=store, terminal_id=terminal_id, actor=f"terminal:{terminal_id}")
 
 
-@dataclass
-class Evaluation:
-    quote: rules.Quote
-    occurred_at: datetime
-    available_at: datetime | None
-    expires_at: datetime | None
-    rule_versions: dict[str, int]
-
-
 def _check(body: PurchaseIn, program: Program) -> datetime:
     now = clock.now()
     if body.currency != program.currency:
@@ -68,117 +59,6 @@ def _check(body: PurchaseIn, program: Program) -> datetime:
     if occurred_at < now - OLDEST_RECEIPT:
         raise InvalidPurchase("receipts older than 90 days cannot be posted")
     return occurred_at
-
-
-def _lines(body: PurchaseIn) -> list[rules.Line]:
-    return [
-        rules.Line(
-            line_no=ln.line_no,
-            sku=ln.sku,
-            category=ln.category,
-            quantity=ln.quantity,
-            amount=ln.amount,
-            fuel_grade=ln.fuel_grade,
-            volume_ml=ln.volume_ml,
-        )
-        for ln in body.lines
-    ]
-
-
-async def _usage(
-    session: AsyncSession, member_id: int, capped: list[Rule], local: datetime
-) -> dict[tuple[int, str], int]:
-    usage: dict[tuple[int, str], int] = {}
-    for rule in capped:
-        for period in rule.caps:
-            start, end = rules.period_bounds(local, period)
-            stmt = select(func.coalesce(func.sum(RuleAward.points), 0)).where(
-                RuleAward.member_id == member_id,
-                RuleAward.rule_id == rule.id,
-                RuleAward.occurred_at >= start,
-                RuleAward.occurred_at < end,
-            )
-            usage[(rule.id, period)] = int((await session.execute(stmt)).scalar_one())
-    return usage
-
-
-async def _active_rules(session: AsyncSession, *, lock_budgets: bool) -> list[Rule]:
-    active = await program_service.list_rules(session, active_only=True)
-    budgeted = [r.id for r in active if r.budget is not None]
-    if lock_budgets and budgeted:
-        stmt = select(Rule).where(Rule.id.in_(budgeted)).order_by(Rule.id).with_for_update()
-        locked = {
-            r.id: r
-            for r in (
-                await session.execute(stmt.execution_options(populate_existing=True))
-            ).scalars()
-        }
-        active = [locked.get(r.id, r) for r in active]
-    return active
-
-
-async def evaluate(
-    session: AsyncSession,
-    *,
-    program: Program,
-    store: Store,
-    member: Member | None,
-    account: Account | None,
-    body: PurchaseIn,
-    occurred_at: datetime,
-    lock_budgets: bool = False,
-) -> Evaluation:
-    """Everything the rules need, gathered from the database, then the pure computation."""
-    active = await _active_rules(session, lock_budgets=lock_budgets)
-    tier_list = await program_service.list_tiers(session)
-    tier = account.tier if account else None
-    ctx = rules.Context(
-        occurred_at=occurred_at,
-        store_id=store.id,
-        region_id=store.region_id,
-        store_kind=store.kind,
-        timezone=store.timezone,
-        total=body.total,
-        birthday=member.birthday if member else None,
-        tier=tier,
-        tier_multiplier_percent=tiers.multiplier_percent(tier_list, tier),
-        is_first_purchase=member is not None and (account is None or account.purchases == 0),
-    )
-    if member is None:
-        return Evaluation(rules.Quote(0, []), occurred_at, None, None, {})
-    capped = [r for r in active if r.caps]
-    usage = await _usage(session, member.id, capped, ctx.local) if capped else {}
-    quote = rules.compute(
-        _lines(body),
-        ctx,
-        program_service.engine_program(program),
-        [program_service.engine_rule(r) for r in active],
-        usage,
-    )
-    available_at = (
-        occurred_at + timedelta(days=program.pending_days) if program.pending_days else None
-    )
-    if available_at is not None and available_at <= clock.now():
-        available_at = None
-    return Evaluation(
-        quote,
-        occurred_at,
-        available_at,
-        ledger.expiry_for(occurred_at, program.expiry_months, program.timezone),
-        {r.code: r.version for r in active},
-    )
-
-
-def points_block(evaluation: Evaluation) -> PointsBlock:
-    """The `points` block of a purchase or quote response."""
-    earned = evaluation.quote.points
-    return PointsBlock(
-        earned=earned,
-        pending=earned if evaluation.available_at else 0,
-        available_at=evaluation.available_at if earned else None,
-        expires_at=evaluation.expires_at if earned else None,
-        breakdown=[AwardRead(**a.__dict__) for a in evaluation.quote.awards],
-    )
 
 
 async def _member_for(
@@ -206,7 +86,7 @@ async def quote(
         occurred_at = _check(body, program)
         member = await _member_for(session, settings, till, body)
         account = await session.get(Account, member.id) if member else None
-        evaluation = await evaluate(
+        evaluation = await earning.evaluate(
             session,
             program=program,
             store=till.store,
@@ -215,7 +95,9 @@ async def quote(
             body=body,
             occurred_at=occurred_at,
         )
-        return QuoteResult(member_id=member.id if member else None, points=points_block(evaluation))
+        return QuoteResult(
+            member_id=member.id if member else None, points=earning.points_block(evaluation)
+        )
     finally:
         await savepoint.rollback()
 
@@ -225,46 +107,51 @@ async def find_receipt(session: AsyncSession, store_id: int, receipt_no: str) ->
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+def price_lines(
+    purchase: Purchase, lines: Iterable[PurchaseLine], evaluation: earning.Evaluation
+) -> None:
+    """Write the evaluation's points onto the receipt and its lines."""
+    quote_ = evaluation.quote
+    per_line = quote_.points_by_line()
+    for line in lines:
+        line.points = per_line.get(line.line_no, 0)
+    purchase.points, purchase.bonus_points = quote_.points, quote_.bonus_points
+    purchase.breakdown = [AwardRead(**a.__dict__).model_dump() for a in quote_.awards]
+
+
 async def earn_purchase(
     session: AsyncSession,
     *,
     account: Account,
     purchase: Purchase,
-    evaluation: Evaluation,
+    evaluation: earning.Evaluation,
     program: Program,
     actor: str,
 ) -> None:
-    """Credit a member's purchase: line points, rule awards and budgets, the lot, the tier."""
+    """Credit a priced purchase (`price_lines`): rule awards and budgets, the lot, the tier."""
     quote_ = evaluation.quote
-    per_line = quote_.points_by_line()
-    lines = (
-        await session.execute(select(PurchaseLine).where(PurchaseLine.purchase_id == purchase.id))
-    ).scalars()
-    for line in lines:
-        line.points = per_line.get(line.line_no, 0)
-    breakdown = [AwardRead(**a.__dict__).model_dump() for a in quote_.awards]
-    purchase.points, purchase.bonus_points, purchase.breakdown = (
-        quote_.points,
-        quote_.bonus_points,
-        breakdown,
-    )
     awarded: dict[int, int] = {}
     for award in quote_.awards:
         if award.rule_id is not None and award.points:
             awarded[award.rule_id] = awarded.get(award.rule_id, 0) + award.points
-    for rule_id, points in awarded.items():
-        session.add(
-            RuleAward(
-                member_id=account.member_id,
-                rule_id=rule_id,
-                purchase_id=purchase.id,
-                points=points,
-                occurred_at=evaluation.occurred_at,
-            )
+    session.add_all(
+        RuleAward(
+            member_id=account.member_id,
+            rule_id=rule_id,
+            purchase_id=purchase.id,
+            points=points,
+            occurred_at=evaluation.occurred_at,
         )
-        rule = await session.get(Rule, rule_id)
-        if rule is not None and rule.budget is not None:
-            rule.budget_used += points
+        for rule_id, points in awarded.items()
+    )
+    for rule_id, points in awarded.items():
+        budgeted = evaluation.budget_rules.get(rule_id)
+        if budgeted is not None and budgeted.budget is not None:
+            budgeted.budget_used += points
+    account.purchases += 1
+    if account.last_purchase_at is None or evaluation.occurred_at > account.last_purchase_at:
+        account.last_purchase_at = evaluation.occurred_at
+    await tiers.upgrade_after_purchase(session, account, program)
     if quote_.points > 0:
         await ledger.credit(
             session,
@@ -278,16 +165,35 @@ async def earn_purchase(
             expires_at=evaluation.expires_at,
             detail={
                 "receipt_no": purchase.receipt_no,
-                "breakdown": breakdown,
+                "breakdown": purchase.breakdown,
                 "rules": evaluation.rule_versions,
                 "program_version": program.version,
             },
         )
-    account.purchases += 1
-    if account.last_purchase_at is None or evaluation.occurred_at > account.last_purchase_at:
-        account.last_purchase_at = evaluation.occurred_at
-    await tiers.upgrade_after_purchase(session, account, program)
     await session.flush()
+
+
+def _row(obj: Any) -> dict[str, Any]:
+    """A new ORM object's set columns, for a Core INSERT."""
+    return {
+        column.key: value
+        for column in obj.__table__.columns
+        if (value := getattr(obj, column.key)) is not None
+    }
+
+
+async def _insert(session: AsyncSession, purchase: Purchase, lines: list[PurchaseLine]) -> Purchase:
+    """The receipt and its lines in two statements, or DuplicateReceipt if (store, receipt_no)
+    exists or was just committed by a concurrent post."""
+    stmt = insert_unless_exists(session, Purchase, "store_id", "receipt_no").returning(Purchase)
+    inserted = (await session.execute(stmt, [_row(purchase)])).scalar_one_or_none()
+    if inserted is None:
+        existing = await find_receipt(session, purchase.store_id, purchase.receipt_no)
+        raise DuplicateReceipt(purchase_id=existing.id if existing else None)
+    for line in lines:
+        line.purchase_id = inserted.id
+    await session.execute(insert(PurchaseLine), [_row(line) for line in lines])
+    return inserted
 
 
 async def record(
@@ -296,16 +202,17 @@ async def record(
     """Store a receipt and credit its points; the same (store, receipt_no) twice is refused."""
     program = await program_service.get_program(session)
     occurred_at = _check(body, program)
-    existing = await find_receipt(session, till.store.id, body.receipt_no)
-    if existing is not None:
-        raise DuplicateReceipt(purchase_id=existing.id)
-    member = await _member_for(session, settings, till, body)
-    account = await ledger.lock_account(session, member.id) if member else None
-    if member is not None:
+    try:
+        member = await _member_for(session, settings, till, body)
+    except DomainError:
+        # A retried post of a stored receipt (its rotating code now spent) must still hear
+        # DuplicateReceipt with the first purchase id; the lookup is paid on this path only.
         existing = await find_receipt(session, till.store.id, body.receipt_no)
-        if existing is not None:  # a concurrent post won while we waited for the lock
-            raise DuplicateReceipt(purchase_id=existing.id)
-    evaluation = await evaluate(
+        if existing is not None:
+            raise DuplicateReceipt(purchase_id=existing.id) from None
+        raise
+    account = await ledger.lock_account(session, member.id) if member else None
+    evaluation = await earning.evaluate(
         session,
         program=program,
         store=till.store,
@@ -324,20 +231,11 @@ async def record(
         currency=body.currency,
         total=body.total,
         returned_total=0,
-        points=0,
-        bonus_points=0,
         points_reversed=0,
         created_at=clock.now(),
     )
-    try:
-        async with session.begin_nested():
-            session.add(purchase)
-    except IntegrityError as e:
-        existing = await find_receipt(session, till.store.id, body.receipt_no)
-        raise DuplicateReceipt(purchase_id=existing.id if existing else None) from e
-    session.add_all(
+    lines = [
         PurchaseLine(
-            purchase_id=purchase.id,
             line_no=ln.line_no,
             sku=ln.sku,
             category=ln.category,
@@ -345,14 +243,14 @@ async def record(
             amount=ln.amount,
             fuel_grade=ln.fuel_grade,
             volume_ml=ln.volume_ml,
-            points=0,
             returned_amount=0,
             returned_quantity=0,
             points_reversed=0,
         )
         for ln in body.lines
-    )
-    await session.flush()
+    ]
+    price_lines(purchase, lines, evaluation)
+    purchase = await _insert(session, purchase, lines)
     if account is not None:
         await earn_purchase(
             session,
@@ -366,7 +264,7 @@ async def record(
         purchase_id=purchase.id,
         receipt_no=purchase.receipt_no,
         member_id=purchase.member_id,
-        points=points_block(evaluation),
+        points=earning.points_block(evaluation),
         balance=BalanceRead(available=account.available, pending=account.pending)
         if account
         else None,

@@ -2,8 +2,10 @@
 right after the qualifying purchase, at most one level down at the periodic review, and
 manual tiers with an end date."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from dateutil.relativedelta import relativedelta
 from sqlalchemy import func, or_, select
@@ -15,6 +17,9 @@ from api.loyalty.exceptions import TierNotFound
 from api.loyalty.models import Account, Program, Purchase, Tier
 
 REVIEW_EVERY = timedelta(days=30)
+
+TierLike = Tier | program_service.TierLevel
+T = TypeVar("T", Tier, program_service.TierLevel)
 
 
 async def qualifying_spend(
@@ -30,29 +35,29 @@ async def qualifying_spend(
     return int((await session.execute(stmt)).scalar_one())
 
 
-def earned_tier(tiers: list[Tier], spend: int) -> Tier | None:
+def earned_tier(tiers: Sequence[T], spend: int) -> T | None:
     reached = [t for t in tiers if t.min_spend <= spend]
     return reached[-1] if reached else None
 
 
-def _rank(tiers: list[Tier], code: str | None) -> int:
+def _rank(tiers: Sequence[TierLike], code: str | None) -> int:
     return next((t.rank for t in tiers if t.code == code), -1)
 
 
-def tier_by_code(tiers: list[Tier], code: str | None) -> Tier | None:
+def tier_by_code(tiers: Sequence[T], code: str | None) -> T | None:
     return next((t for t in tiers if t.code == code), None)
 
 
-def multiplier_percent(tiers: list[Tier], code: str | None) -> int:
+def multiplier_percent(tiers: Sequence[TierLike], code: str | None) -> int:
     tier = tier_by_code(tiers, code)
     return tier.multiplier_percent if tier else 100
 
 
 async def upgrade_after_purchase(session: AsyncSession, account: Account, program: Program) -> None:
     """Move the member up as soon as their qualifying spend reaches a higher tier."""
-    tiers = await program_service.list_tiers(session)
-    if not tiers:
-        return
+    tiers = (await program_service.earning(session, program)).tiers
+    if not tiers or _rank(tiers, account.tier) == tiers[-1].rank:
+        return  # no ladder, or already at the top: no spend to add up
     spend = await qualifying_spend(
         session, account.member_id, window_months=program.tier_window_months
     )

@@ -6,11 +6,11 @@ from typing import Any
 
 import jwt
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock, ratelimit, security
 from api.core.config import Settings
+from api.core.db import insert_unless_exists
 from api.members import cards, service
 from api.members.exceptions import (
     CodeExpired,
@@ -79,14 +79,11 @@ async def _accept_rotating(
 async def _use_code(session: AsyncSession, member_id: int, step: int, now: datetime) -> bool:
     """Mark the member's code of this step used; False if it was used before (one statement,
     no savepoint: the unique (member, step) decides, also between concurrent scans)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(UsedCardCode)
-        .values(member_id=member_id, step=step, created_at=now)
-        .on_conflict_do_nothing(index_elements=["member_id", "step"])
-        .returning(UsedCardCode.id)
-    )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
+    stmt = insert_unless_exists(session, UsedCardCode, "member_id", "step")
+    values = {"member_id": member_id, "step": step, "created_at": now}
+    return (
+        await session.execute(stmt.returning(UsedCardCode.id), values)
+    ).scalar_one_or_none() is not None
 
 
 async def _recognise(session: AsyncSession, settings: Settings, code: str) -> Identified:

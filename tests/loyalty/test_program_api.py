@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from api.loyalty import program as program_service
 from api.loyalty.models import RuleVersion
+from api.loyalty.schemas import RuleUpdate
 from tests.loyalty.conftest import receipt
 
 PROGRAM, RULES = "/v1/loyalty/program", "/v1/loyalty/rules"
@@ -247,3 +249,50 @@ async def test_rules_follow_their_store_scope_and_fuel_is_priced_per_litre(clien
         line_extra=[{"fuel_grade": "95#", "volume_ml": 40_000}],
     )
     assert fuel["points"]["earned"] == 60  # 40 L × 1.5 points, not 300 for the money
+
+
+async def test_the_till_never_earns_by_a_stale_rule_set(client, org, member, session):
+    """Active rules and tiers are kept per process by the programme's earning etag: every
+    change (rules, tiers, settings) gives a new etag in its own transaction, so the next
+    receipt sees it, and a rolled-back change leaves nothing behind."""
+    marketer = org.headers["marketer"]
+    assert (await earn(client, org, member, "S-1", ("fresh", 1_000)))["points"]["earned"] == 10
+
+    double = {"code": "fresh-x2", "name": "Fresh x2", "kind": "multiplier"}
+    double["params"] = {"categories": ["fresh"], "multiplier_percent": 200}
+    created = await client.post(RULES, json=double, headers=marketer)
+    assert created.status_code == 201, created.text
+    assert (await earn(client, org, member, "S-2", ("fresh", 1_000)))["points"]["earned"] == 20
+
+    rule_id = created.json()["id"]
+    paused = await client.patch(f"{RULES}/{rule_id}", json={"active": False}, headers=marketer)
+    assert paused.status_code == 200, paused.text
+    assert (await earn(client, org, member, "S-3", ("fresh", 1_000)))["points"]["earned"] == 10
+
+    ladder = {
+        "tiers": [
+            {"code": "base", "name": "Base", "min_spend": 0, "multiplier_percent": 150},
+            {"code": "top", "name": "Top", "min_spend": 10**9, "multiplier_percent": 200},
+        ]
+    }
+    assert (await client.put("/v1/loyalty/tiers", json=ladder, headers=marketer)).is_success
+    manual = await client.put(
+        f"/v1/members/{member.id}/tier",
+        json={"tier": "base", "until": "2099-01-01T00:00:00Z"},
+        headers=org.headers["admin"],
+    )
+    assert manual.status_code == 200, manual.text
+    assert (await earn(client, org, member, "S-4", ("fresh", 1_000)))["points"]["earned"] == 15
+
+    # A change that is rolled back (here: a savepoint) must not linger in the snapshot.
+    program = await program_service.get_program(session)
+    etag = program.earning_etag
+    savepoint = await session.begin_nested()
+    await program_service.update_rule(
+        session, await program_service.get_rule(session, rule_id), data=RuleUpdate(active=True)
+    )
+    assert (await program_service.earning(session, program)).etag != etag
+    await savepoint.rollback()
+    await session.refresh(program)
+    assert program.earning_etag == etag
+    assert (await earn(client, org, member, "S-5", ("fresh", 1_000)))["points"]["earned"] == 15

@@ -1,0 +1,30 @@
+"""programme earning etag: keys per-process snapshots of rules and tiers
+
+Revision ID: 0009
+Revises: 0007
+Create Date: 2026-11-23 02:30:00+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("loyalty_program", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "earning_etag", sa.String(length=32), server_default="initial", nullable=False
+            )
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("loyalty_program", schema=None) as batch_op:
+        batch_op.drop_column("earning_etag")

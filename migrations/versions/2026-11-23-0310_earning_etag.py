@@ -1,8 +1,8 @@
 """programme earning etag: keys per-process snapshots of rules and tiers
 
 Revision ID: 0009
-Revises: 0007
-Create Date: 2026-11-23 02:30:00+00:00
+Revises: 0008
+Create Date: 2026-11-23 03:10:00+00:00
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0007"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -17,6 +17,7 @@ loyalty_redemption rows), 1-3 lines per supermarket receipt and 1-2 per fuel rec
 import asyncio
 import base64
 import bisect
+import heapq
 import random
 import time
 from collections import deque
@@ -435,7 +436,7 @@ class Generator:
             want = anonymous_per_slice * (hi - lo) / slice_s
             n_anonymous = int(want) + (rng.random() < want - int(want))
             events.extend((lo + rng.random() * (hi - lo), 0, 0) for _ in range(n_anonymous))
-            events.sort()
+            heapq.heapify(events)  # a member's next purchase may fall in this same slice
             out: dict[str, list[tuple[Any, ...]]] = {
                 "purchase": [],
                 "line": [],
@@ -443,15 +444,17 @@ class Generator:
                 "lot_use": [],
                 "remaining": [],
             }
-            for t, member, k in events:
+            while events:
+                t, member, k = heapq.heappop(events)
                 if t >= self.now:
                     continue
                 self._purchase(out, t, member)
                 if member and k + 1 < self.plan_n[member]:
-                    nxt = self._time_of(member, k + 1)
-                    if nxt < self.now:
-                        b = int((nxt - self.start) // slice_s)
-                        buckets[max(b, s + 1)].append((nxt, member, k + 1))
+                    nxt = max(self._time_of(member, k + 1), t)
+                    if nxt < hi:
+                        heapq.heappush(events, (nxt, member, k + 1))
+                    elif nxt < self.now:
+                        buckets[int((nxt - self.start) // slice_s)].append((nxt, member, k + 1))
             yield out
         out = {"purchase": [], "line": [], "ledger": [], "lot_use": [], "remaining": []}
         for member, lots in self.lots.items():

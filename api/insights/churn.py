@@ -14,7 +14,7 @@ Both are stored per home store (insights_store_figure), so a manager's view sums
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Date, and_, case, func, select
+from sqlalchemy import BigInteger, Date, and_, case, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core.db import UTCDateTime
@@ -35,55 +35,68 @@ COHORT_MEASURES = ("cohort_size", "cohort_active")
 async def compute_monthly_churn(
     session: AsyncSession, *, now: datetime, months: list[Month], churn_days: int
 ) -> None:
-    """Active-at-start and churned members per month and home store (one INSERT … SELECT)."""
+    """Active-at-start and churned members per month and home store (one INSERT … SELECT).
+
+    A member is active at a moment b when they bought in [b − N days, b); only their last
+    purchase before b decides it. So each purchase (with the next one, by LEAD) is tested
+    against the month boundaries it is the last purchase before: at most one row per member
+    and boundary, folded into a bit mask per member, instead of a purchase × month join
+    grouped by member and month (which spills at millions of purchases)."""
     window = timedelta(days=churn_days)
-    earliest = months[0].starts_at - window
-    rows = []
-    for m in months:
-        end = min(m.ends_at, now)
-        rows.append((m.period, m.starts_at, end, m.starts_at - window, end - window))
+    ends = [min(m.ends_at, now) for m in months]
+    points = sorted({m.starts_at for m in months} | set(ends))
+    bit = {at: 1 << i for i, at in enumerate(points)}
+    moments = values_cte(
+        "moments",
+        {"at": UTCDateTime(), "since": UTCDateTime(), "bit": BigInteger()},
+        [(at, at - window, bit[at]) for at in points],
+    )
     spans = values_cte(
         "spans",
-        {
-            "period": Date(),
-            "starts_at": UTCDateTime(),
-            "ends_at": UTCDateTime(),
-            "start_window": UTCDateTime(),
-            "end_window": UTCDateTime(),
-        },
-        rows,
+        {"period": Date(), "start_bit": BigInteger(), "end_bit": BigInteger()},
+        [(m.period, bit[m.starts_at], bit[end]) for m, end in zip(months, ends, strict=True)],
     )
-    flags = (
+    bought = (
         select(
-            spans.c.period,
-            Purchase.member_id,
-            func.max(case((Purchase.occurred_at < spans.c.starts_at, 1), else_=0)).label("was"),
-            func.max(case((Purchase.occurred_at >= spans.c.end_window, 1), else_=0)).label("still"),
-        )
-        .join(
-            spans,
-            and_(
-                Purchase.occurred_at >= spans.c.start_window,
-                Purchase.occurred_at < spans.c.ends_at,
-            ),
+            Purchase.member_id.label("member_id"),
+            Purchase.occurred_at.label("at"),
+            func.lead(Purchase.occurred_at)
+            .over(partition_by=Purchase.member_id, order_by=(Purchase.occurred_at, Purchase.id))
+            .label("next_at"),
         )
         .where(
             Purchase.member_id.is_not(None),
-            Purchase.occurred_at >= utc(earliest),  # prune before the join
+            Purchase.occurred_at >= utc(points[0] - window),
             Purchase.occurred_at <= utc(now),
         )
-        .group_by(spans.c.period, Purchase.member_id)
-        .subquery("flags")
+        .subquery("bought")
     )
+    active = (
+        select(bought.c.member_id, func.sum(moments.c.bit).cast(BigInteger).label("mask"))
+        .join(
+            moments,
+            and_(
+                bought.c.at < moments.c.at,
+                bought.c.at >= moments.c.since,
+                or_(bought.c.next_at.is_(None), bought.c.next_at >= moments.c.at),
+            ),
+        )
+        .group_by(bought.c.member_id)
+        .subquery("active")
+    )
+    was = active.c.mask.op("&")(spans.c.start_bit) != 0
+    still = active.c.mask.op("&")(spans.c.end_bit) != 0
     per_store = (
         select(
-            flags.c.period,
+            spans.c.period,
             Member.home_store_id.label("store_id"),
-            func.sum(flags.c.was).label("base"),
-            func.sum(case(((flags.c.was == 1) & (flags.c.still == 0), 1), else_=0)).label("gone"),
+            func.sum(case((was, 1), else_=0)).label("base"),
+            func.sum(case((was & ~still, 1), else_=0)).label("gone"),
         )
-        .join(Member, Member.id == flags.c.member_id)
-        .group_by(flags.c.period, Member.home_store_id)
+        .select_from(active)
+        .join(Member, Member.id == active.c.member_id)
+        .join(spans, true())
+        .group_by(spans.c.period, Member.home_store_id)
         .cte("churn")
     )
     await figures.insert_from(

@@ -33,12 +33,16 @@ log = logging.getLogger("loyalty.insights")
 
 STALE_AFTER = timedelta(hours=24)
 LOCK_KEY = 0x1A51_6875  # pg advisory lock for insight refreshes
+# The refresh sorts and hashes every purchase of the year in a few statements; at millions of
+# rows the 4 MB default (or a server's small setting) sends those to disk. Local to its transaction.
+WORK_MEM = "256MB"
 
 
 async def refresh(session: AsyncSession, *, trigger: str, staff_id: int | None = None) -> Refresh:
     """Recompute all member figures, classes, segments, store figures, portfolios and alerts."""
     if is_postgres(session):
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+        await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     started = time.perf_counter()
     now = clock.now()
     options = await get_settings(session)

@@ -132,6 +132,13 @@ class LedgerEntry(Base):
         Index("ix_loyalty_ledger_entry_member_id_id", "member_id", "id"),
         Index("ix_loyalty_ledger_entry_source", "source_type", "source_id"),
         Index("ix_loyalty_ledger_entry_expiring", "expires_at", postgresql_where="remaining > 0"),
+        Index(  # a member's unspent lots by expiry: GET /v1/me/points, burns
+            "ix_loyalty_ledger_entry_member_lots",
+            "member_id",
+            "expires_at",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
         Index(
             "ix_loyalty_ledger_entry_maturing",
             "available_at",

@@ -10,8 +10,9 @@ from fastapi import FastAPI
 from api import worker
 from api.core.config import Settings, get_settings
 from api.core.db import make_engine, make_sessionmaker, run_in_transaction
-from api.core.errors import RequestIdMiddleware, install_error_handlers
+from api.core.errors import ERROR_RESPONSES, RequestIdMiddleware, install_error_handlers
 from api.core.health import router as health_router
+from api.core.limits import RequestLimitsMiddleware
 from api.insights.router import router as insights_router
 from api.loyalty.admin_router import router as loyalty_router
 from api.loyalty.me_router import router as me_points_router
@@ -93,7 +94,8 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # 
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.sms_sender = sender_for(settings)
 
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestLimitsMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: refusals carry the request id too
     install_error_handlers(app)
     for router in (
         health_router,
@@ -111,7 +113,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # 
         push_me_router,
         campaigns_router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
 
     from admin.app import create_admin_app
 

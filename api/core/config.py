@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     till_token_seconds: int = Field(300, ge=30)
     identify_failures_per_minute: int = Field(10, ge=1)
 
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="request body limit (413)")
+    max_batch_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="offline batches")
+    max_upload_bytes: int = Field(24 * 1024 * 1024, ge=1024, description="console file uploads")
+
     demo_history_days: int = Field(365, ge=0, le=730)
 
     worker_in_process: bool | None = None

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import DBAPIError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,6 +69,40 @@ class TooManyRequests(DomainError):
         self.headers = {"Retry-After": str(max(1, retry_after))}
 
 
+class FieldError(BaseModel):
+    """One validation failure: where in the request, and why."""
+
+    loc: list[str]
+    msg: str
+    type: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """The error envelope of every non-2xx answer; some errors add fields (e.g. `purchase_id`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    error: str = Field(description="Machine-readable error code, e.g. `InsufficientPoints`.")
+    detail: str | list[FieldError]
+    request_id: str
+
+
+# The error answers any route may give, documented once and applied to every router.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "Bad request"),
+        (401, "Not authenticated"),
+        (403, "Not allowed for this role"),
+        (404, "Not found"),
+        (409, "Conflicts with the current state"),
+        (413, "Request body too large"),
+        (422, "Validation error (with field paths) or a refused value"),
+        (429, "Too many requests; see Retry-After"),
+    )
+}
+
+
 def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", "") or ""
 
@@ -105,6 +141,25 @@ class RequestIdMiddleware:
         await self.app(scope, receive, send_with_id)
 
 
+# SQLSTATEs that only a value sent by the client can cause: out of range, NUL, too long.
+_BAD_VALUE_SQLSTATES = frozenset({"22001", "22003", "22021", "22P05"})
+_OUT_OF_RANGE = "A number or text in the request is outside what the platform stores."
+
+
+def _is_bad_client_value(exc: Exception) -> bool:
+    """A database error caused by an unchecked value the client sent (a schema missed a bound)."""
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, OverflowError):  # SQLite: int beyond 64 bits
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(orig, "sqlstate", None)
+    # asyncpg refuses out-of-range arguments itself (SQLSTATE 22000, "invalid input for ...")
+    return sqlstate in _BAD_VALUE_SQLSTATES or (
+        sqlstate == "22000" and "invalid input for query argument" in str(orig)
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -133,6 +188,18 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(
             request, exc.status_code, name, exc.detail, headers=getattr(exc, "headers", None)
         )
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        log.warning("value out of range request_id=%s: %s", request_id(request), exc)
+        return error_response(request, 422, "ValueOutOfRange", _OUT_OF_RANGE)
+
+    @app.exception_handler(StatementError)
+    async def _statement(request: Request, exc: StatementError) -> JSONResponse:
+        if _is_bad_client_value(exc):
+            log.warning("value refused by the database request_id=%s: %s", request_id(request), exc)
+            return error_response(request, 422, "ValueOutOfRange", _OUT_OF_RANGE)
+        raise exc  # a server error: on to the 500 handler, logged there
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from api.core.fields import not_null
 from api.insights.audience import is_lapsed_definition
 
 
@@ -31,6 +32,10 @@ class SettingsUpdate(BaseModel):
     lapse_grace_days: int | None = Field(None, ge=0, le=365)
     churn_days: int | None = Field(None, ge=7, le=730)
     portfolio_size: int | None = Field(None, ge=1, le=1000)
+
+    _not_null = not_null(
+        "abc_a_percent", "abc_b_percent", "lapse_grace_days", "churn_days", "portfolio_size"
+    )
 
 
 class RefreshRead(BaseModel):

@@ -11,6 +11,7 @@ from pydantic import (
     model_validator,
 )
 
+from api.core.fields import Id, not_null
 from api.loyalty.rules import RuleKind
 
 Code = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:#-]{1,64}$")]
@@ -85,6 +86,25 @@ class ProgramUpdate(BaseModel):
     claim_window_days: Annotated[int, Field(ge=0, le=365)] | None = None
     max_receipt_total: Annotated[int, Field(ge=100, le=10**12)] | None = None
     tier_window_months: Annotated[int, Field(ge=1, le=36)] | None = None
+
+    # expiry_months may be null (never expire, like expiry_policy "never"); the rest may not
+    _not_null = not_null(
+        "currency",
+        "timezone",
+        "earn_points",
+        "earn_amount",
+        "rounding",
+        "redeem_points",
+        "redeem_value",
+        "pending_days",
+        "expiry_policy",
+        "min_redemption",
+        "static_card_can_spend",
+        "reservation_minutes",
+        "claim_window_days",
+        "max_receipt_total",
+        "tier_window_months",
+    )
 
 
 # ---------------------------------------------------------------- rules
@@ -207,7 +227,7 @@ class PurchaseIn(BaseModel):
     ]
     occurred_at: datetime | None = None
     member_code: Annotated[str, StringConstraints(max_length=1024)] | None = None
-    member_id: int | None = None
+    member_id: Id | None = None
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
     total: Money
     lines: list[LineIn] = Field(min_length=1, max_length=500)

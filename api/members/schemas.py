@@ -1,14 +1,35 @@
+import unicodedata
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from api.core import clock
 
 Gender = Literal["female", "male", "other"]
 PhoneIn = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
 PlateIn = Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=24)]
-NameIn = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+
+
+def _printable(value: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("a name may not contain control characters (newlines, tabs, escapes)")
+    return value
+
+
+NameIn = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=120),
+    AfterValidator(_printable),
+]
 
 
 class ConsentsIn(BaseModel):

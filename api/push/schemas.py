@@ -101,9 +101,12 @@ class Audience(BaseModel):
     bought_category: BoughtCategory | None = None
     has_device: bool | None = None
     abc_class: Annotated[
-        list[Literal["A", "B", "C"]] | None, BeforeValidator(_as_list), Field(max_length=3)
+        Annotated[list[Literal["A", "B", "C"]], Field(max_length=3)] | None,
+        BeforeValidator(_as_list),
     ] = None
-    rfm_segment: Annotated[list[str] | None, BeforeValidator(_as_list), Field(max_length=20)] = None
+    rfm_segment: Annotated[
+        Annotated[list[str], Field(max_length=20)] | None, BeforeValidator(_as_list)
+    ] = None
 
 
 class Message(BaseModel):

@@ -6,7 +6,7 @@ filters). Member days are compared with the days that fall on the same weekdays 
 member days. Stored per store: the number of member days and base days and their sales (all
 and with a member); uplift = (member-day sales ÷ member days) ÷ (base sales ÷ base days) − 1.
 The day calendar is built in Python (a loop over stores and days); the sales are summed in SQL,
-one statement per store that has member days.
+one statement per distinct calendar (stores in one time zone under the same rules share one).
 """
 
 from datetime import date, datetime, time
@@ -77,6 +77,7 @@ async def compute(session: AsyncSession, *, now: datetime) -> int:
     found = 0
     rows = []
     occurrences: dict[tuple[int, date], set[date]] = {}
+    calendars: dict[tuple[tuple[datetime, datetime, int], ...], list[Store]] = {}
     for store in await org_service.list_stores(session):
         local = local_days(now, store.timezone, WINDOW_DAYS)
         first, last = local[0][0], local[-1][0]
@@ -96,31 +97,33 @@ async def compute(session: AsyncSession, *, now: datetime) -> int:
             for day, start, end in local
         ]
         weekdays = {day.weekday() for day, _, _, md in days if md}
-        chosen = [(s, e, int(md)) for day, s, e, md in days if day.weekday() in weekdays]
-        if not weekdays:
-            continue
+        if weekdays:
+            chosen = tuple((s, e, int(md)) for day, s, e, md in days if day.weekday() in weekdays)
+            calendars.setdefault(chosen, []).append(store)
+    for chosen, stores in calendars.items():  # stores sharing a calendar: one statement
+        sales = await _sales(session, [store.id for store in stores], list(chosen))
         md_days = sum(flag for _, _, flag in chosen)
-        found += md_days
-        sales = await _sales(session, store.id, chosen)
-        values = {
-            "md_days": md_days,
-            "md_sales": sales.get(1, (0, 0))[0],
-            "md_member_sales": sales.get(1, (0, 0))[1],
-            "md_base_days": len(chosen) - md_days,
-            "md_base_sales": sales.get(0, (0, 0))[0],
-            "md_base_member_sales": sales.get(0, (0, 0))[1],
-        }
-        rows.extend(
-            {"measure": k, "period": None, "bucket": None, "store_id": store.id, "value": v}
-            for k, v in values.items()
-        )
+        for store in stores:
+            found += md_days
+            values = {
+                "md_days": md_days,
+                "md_sales": sales.get((store.id, 1), (0, 0))[0],
+                "md_member_sales": sales.get((store.id, 1), (0, 0))[1],
+                "md_base_days": len(chosen) - md_days,
+                "md_base_sales": sales.get((store.id, 0), (0, 0))[0],
+                "md_base_member_sales": sales.get((store.id, 0), (0, 0))[1],
+            }
+            rows.extend(
+                {"measure": k, "period": None, "bucket": None, "store_id": store.id, "value": v}
+                for k, v in values.items()
+            )
     await figures.add_rows(session, rows)
     return found
 
 
 async def _sales(
-    session: AsyncSession, store_id: int, days: list[tuple[datetime, datetime, int]]
-) -> dict[int, tuple[int, int]]:
+    session: AsyncSession, store_ids: list[int], days: list[tuple[datetime, datetime, int]]
+) -> dict[tuple[int, int], tuple[int, int]]:
     cal = values_cte(
         "days",
         {"starts_at": UTCDateTime(), "ends_at": UTCDateTime(), "member_day": Integer()},
@@ -129,6 +132,7 @@ async def _sales(
     net = Purchase.total - Purchase.returned_total
     stmt = (
         select(
+            Purchase.store_id,
             cal.c.member_day,
             func.sum(net),
             func.sum(case((Purchase.member_id.is_not(None), net), else_=0)),
@@ -136,16 +140,16 @@ async def _sales(
         .join(
             Purchase,
             and_(
-                Purchase.store_id == store_id,
+                Purchase.store_id.in_(store_ids),
                 Purchase.occurred_at >= cal.c.starts_at,
                 Purchase.occurred_at < cal.c.ends_at,
             ),
         )
-        .group_by(cal.c.member_day)
+        .group_by(Purchase.store_id, cal.c.member_day)
     )
     return {
-        int(flag): (int(total or 0), int(members or 0))
-        for flag, total, members in (await session.execute(stmt)).all()
+        (int(store_id), int(flag)): (int(total or 0), int(members or 0))
+        for store_id, flag, total, members in (await session.execute(stmt)).all()
     }
 
 

@@ -139,8 +139,8 @@ async def set_manual(
 
 @dataclass(frozen=True)
 class Progress:
-    tier: Tier | None
-    next: Tier | None
+    tier: program_service.TierLevel | None
+    next: program_service.TierLevel | None
     spend: int
 
     @property
@@ -153,7 +153,7 @@ class Progress:
 async def progress(
     session: AsyncSession, account_tier: str | None, member_id: int, program: Program
 ) -> Progress:
-    tiers = await program_service.list_tiers(session)
+    tiers = (await program_service.earning(session, program)).tiers
     spend = await qualifying_spend(session, member_id, window_months=program.tier_window_months)
     current = tier_by_code(tiers, account_tier)
     rank = current.rank if current else -1

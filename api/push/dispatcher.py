@@ -14,16 +14,17 @@ A worker killed between 1 and 3 leaves rows `sending`; once their lease ends ano
 claims and sends them again with the same tag, so the phone still shows one notification.
 Wire duplicates are therefore limited to the messages in flight when a worker died.
 
-Batches are pipelined: while one batch is on the wire (firebase-admin runs in a thread), the
-previous one is recorded and the next one claimed, one transaction after the other, so at most
-one claimed batch waits to be sent. Claim and record are set-based (a few statements per
-batch, no ORM object per delivery) except for deliveries with a reward to grant.
+Batches are pipelined: a batch goes on the wire (firebase-admin runs in a thread) as soon as
+it is claimed, while the previous one is still finishing; each is recorded when its send
+returns. Claims and records run one transaction after the other and are set-based (a few
+statements per batch, no ORM object per delivery) except for deliveries with a reward.
 """
 
 import asyncio
 import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -309,19 +310,7 @@ async def record(
     return counts
 
 
-async def release(session: AsyncSession, *, claimed: list[Claimed]) -> None:
-    """Give back a claimed batch that was never sent: queued again, no lease."""
-    for attempt_id in {c.attempt_id for c in claimed}:
-        await session.execute(
-            update(Delivery)
-            .where(
-                Delivery.id.in_([c.delivery_id for c in claimed if c.attempt_id == attempt_id]),
-                Delivery.attempt_id == attempt_id,
-                Delivery.status == "sending",
-            )
-            .values(status="queued", lease_until=None)
-            .execution_options(synchronize_session=False)
-        )
+SENDS_IN_FLIGHT = 2  # a claimed batch goes on the wire while the previous one finishes
 
 
 async def dispatch_due(
@@ -334,7 +323,8 @@ async def dispatch_due(
     """Claim, send and record batches until nothing is due; returns deliveries handled.
 
     One transaction at a time (sessions of `maker` may share a connection); the sends overlap
-    them: record(k) and claim(k+2) run while batch k+1 is on the wire.
+    them and each other: a batch goes on the wire as soon as it is claimed, up to
+    SENDS_IN_FLIGHT at once, and each is recorded when its send returns.
     """
 
     def tx(work: Callable[[AsyncSession], Awaitable[T]]) -> Awaitable[T]:
@@ -346,44 +336,40 @@ async def dispatch_due(
         lease_seconds=settings.push_lease_seconds,
         transport=transport,
     )
+    in_flight: deque[tuple[list[Claimed], asyncio.Task[list[SendOutcome]]]] = deque()
+    failed = False
 
-    def start(batch: Batch) -> asyncio.Task[list[SendOutcome]] | None:
-        if not batch.to_send:
-            return None
-        return asyncio.ensure_future(transport.send([m for c in batch.to_send for m in c.messages]))
+    async def finish_oldest() -> None:
+        nonlocal failed
+        claimed, sending = in_flight.popleft()
+        try:
+            outcomes = await sending
+        except Exception:
+            count = sum(len(c.messages) for c in claimed)
+            log.exception("push: a send of %s messages failed; the lease will retry it", count)
+            failed = True
+            return
+        counts = await tx(partial(record, claimed=claimed, outcomes=outcomes))
+        log.info("push: batch of %s deliveries: %s", len(claimed), counts)
 
     handled = 0
-    batches = 1
-    on_wire = await tx(take)
-    handled += on_wire.handled
-    sending = start(on_wire)
+    batches = 0
     try:
-        while on_wire.handled:
-            following = Batch(0, [])
-            if max_batches is None or batches < max_batches:
-                batches += 1
-                following = await tx(take)
-                handled += following.handled
-            if sending is not None:
-                try:
-                    outcomes = await sending
-                except Exception:
-                    count = sum(len(c.messages) for c in on_wire.to_send)
-                    log.exception(
-                        "push: a send of %s messages failed; the lease will retry it", count
-                    )
-                    if following.to_send:
-                        await tx(partial(release, claimed=following.to_send))
-                    break
-                sending = start(following)
-                counts = await tx(partial(record, claimed=on_wire.to_send, outcomes=outcomes))
-                log.info("push: batch of %s deliveries: %s", len(on_wire.to_send), counts)
-            else:
-                sending = start(following)
-            on_wire = following
+        while not failed and (max_batches is None or batches < max_batches):
+            batches += 1
+            batch = await tx(take)
+            handled += batch.handled
+            if batch.to_send:
+                messages = [m for c in batch.to_send for m in c.messages]
+                in_flight.append((batch.to_send, asyncio.ensure_future(transport.send(messages))))
+            if not batch.handled:
+                break
+            while len(in_flight) >= SENDS_IN_FLIGHT:
+                await finish_oldest()
+        while in_flight:
+            await finish_oldest()
     finally:
-        if sending is not None:
-            # an error above: let the send finish; its rows stay `sending` until the lease ends
+        for _, sending in in_flight:  # an error above: their rows stay `sending` until the lease
             if not sending.done():
                 await asyncio.wait([sending])
             if not sending.cancelled():

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from api.core.fields import not_null
+from api.core.fields import Id, not_null
 from api.insights.audience import is_lapsed_definition
 
 
@@ -109,7 +109,7 @@ class LapsedItem(BaseModel):
 
 
 class AssignIn(BaseModel):
-    staff_id: int
+    staff_id: Id
 
 
 class OutcomeIn(BaseModel):
@@ -137,8 +137,8 @@ class PortfolioRead(BaseModel):
 
 
 class PortfolioAssignIn(BaseModel):
-    staff_id: int
-    member_id: int
+    staff_id: Id
+    member_id: Id
 
 
 class ChurnMonth(BaseModel):

@@ -120,8 +120,8 @@ class Caps(BaseModel):
 class RuleBase(BaseModel):
     name: Text | None = None
     params: dict[str, Any] | None = None
-    store_ids: list[int] | None = None
-    region_ids: list[int] | None = None
+    store_ids: list[Id] | None = Field(None, max_length=1000)
+    region_ids: list[Id] | None = Field(None, max_length=1000)
     store_kind: Literal["supermarket", "fuel_station"] | None = None
     valid_from: datetime | None = None
     valid_until: datetime | None = None
@@ -299,8 +299,10 @@ class BatchResult(BaseModel):
 
 
 class ReturnLineIn(BaseModel):
-    line_no: Annotated[int, Field(ge=1)]
-    quantity: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=3)] | None = None
+    line_no: Annotated[int, Field(ge=1, le=10_000)]
+    quantity: (
+        Annotated[Decimal, Field(gt=0, le=1_000_000, max_digits=14, decimal_places=3)] | None
+    ) = None
     amount: Annotated[int, Field(ge=1, le=10**13)] | None = None
 
 
@@ -419,7 +421,7 @@ class RewardCreate(BaseModel):
     per_member_limit: Annotated[int, Field(ge=1, le=1000)] | None = None
     valid_until: datetime | None = None
     coupon_days: Annotated[int, Field(ge=1, le=730)] = 30
-    store_ids: list[int] | None = None
+    store_ids: list[Id] | None = Field(None, max_length=1000)
 
 
 class RewardUpdate(BaseModel):
@@ -432,7 +434,7 @@ class RewardUpdate(BaseModel):
     active: bool | None = None
     value: Money | None = None
     coupon_days: Annotated[int, Field(ge=1, le=730)] | None = None
-    store_ids: list[int] | None = None
+    store_ids: list[Id] | None = Field(None, max_length=1000)
 
 
 class RewardRead(BaseModel):

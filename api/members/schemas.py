@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from api.core import clock
+from api.core.fields import Id
 
 Gender = Literal["female", "male", "other"]
 PhoneIn = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
@@ -58,9 +59,7 @@ class MemberCreate(BaseModel):
     email: EmailStr | None = None
     consents: ConsentsIn | None = None
     plate: PlateIn | None = None
-    home_store_id: int | None = Field(
-        None, description="Defaults to the enrolling terminal's store"
-    )
+    home_store_id: Id | None = Field(None, description="Defaults to the enrolling terminal's store")
 
     _birthday = field_validator("birthday")(_check_birthday)
 
@@ -71,7 +70,7 @@ class MeUpdate(BaseModel):
     gender: Gender | None = None
     email: EmailStr | None = None
     consents: ConsentsIn | None = None
-    home_store_id: int | None = None
+    home_store_id: Id | None = None
 
     _birthday = field_validator("birthday")(_check_birthday)
 

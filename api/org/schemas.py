@@ -13,6 +13,7 @@ from pydantic import (
     field_validator,
 )
 
+from api.core.fields import Id
 from api.org.models import Role, StoreKind
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
@@ -51,7 +52,7 @@ class RegionRead(BaseModel):
 class StoreCreate(BaseModel):
     code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
     name: Name
-    region_id: int
+    region_id: Id
     timezone: TimeZoneName
     kind: StoreKind
 
@@ -103,8 +104,8 @@ class StaffCreate(BaseModel):
     password: Annotated[str, StringConstraints(min_length=10, max_length=128)]
     name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] = ""
     role: Role
-    region_id: int | None = None
-    store_id: int | None = None
+    region_id: Id | None = None
+    store_id: Id | None = None
 
 
 class StaffRead(BaseModel):

@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from api.core.fields import Id
+
 PLACEHOLDERS = frozenset({"name", "points", "tier"})
 _PLACEHOLDER = re.compile(r"\{(\w*)\}")
 _LOCAL_TIME = r"^([01]\d|2[0-3]):[0-5]\d$"
@@ -90,13 +92,13 @@ class Audience(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tiers: list[str] | None = Field(None, max_length=50)
-    store_ids: list[int] | None = Field(None, max_length=1000)
-    region_ids: list[int] | None = Field(None, max_length=1000)
+    store_ids: list[Id] | None = Field(None, max_length=1000)
+    region_ids: list[Id] | None = Field(None, max_length=1000)
     store_kind: Literal["supermarket", "fuel_station"] | None = None
     last_purchase_within_days: int | None = Field(None, ge=1, le=3650)
     last_purchase_before_days: int | None = Field(None, ge=1, le=3650)
-    min_spend: int | None = Field(None, ge=0, description="12-month spend, minor units")
-    max_spend: int | None = Field(None, ge=0, description="12-month spend, minor units")
+    min_spend: int | None = Field(None, ge=0, le=10**13, description="12-month spend, minor units")
+    max_spend: int | None = Field(None, ge=0, le=10**13, description="12-month spend, minor units")
     birthday_month: int | None = Field(None, ge=1, le=12)
     bought_category: BoughtCategory | None = None
     has_device: bool | None = None
@@ -142,7 +144,7 @@ class RewardSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     points: int | None = Field(None, ge=1, le=100_000)
-    reward_id: int | None = None
+    reward_id: Id | None = None
 
     @model_validator(mode="after")
     def _one(self) -> "RewardSpec":
@@ -290,7 +292,7 @@ class PreviewRead(BaseModel):
 
 
 class TestSendIn(BaseModel):
-    member_id: int
+    member_id: Id
 
 
 class DeliveryRead(BaseModel):

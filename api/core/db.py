@@ -111,6 +111,16 @@ def on_failure(session: AsyncSession, hook: FailureHook) -> None:
     session.info.setdefault("failure_hooks", []).append(hook)
 
 
+def failure_hooks_mark(session: AsyncSession) -> int:
+    """How many failure hooks are pending: pass it to `forget_failure_hooks` to undo later ones."""
+    return len(session.info.get("failure_hooks", []))
+
+
+def forget_failure_hooks(session: AsyncSession, mark: int) -> None:
+    """Drop the hooks added since `mark` (the failure turned out to be no failure)."""
+    del session.info.get("failure_hooks", [])[mark:]
+
+
 async def run_in_transaction(
     maker: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]]
 ) -> T:

@@ -86,14 +86,17 @@ async def run_once(
     fingerprint = request_fingerprint(request, body)
     claim = insert_unless_exists(session, IdempotencyRecord, "scope", "key")
     values = {"scope": scope, "key": key, "request_hash": fingerprint, "created_at": clock.now()}
-    record_id = (
-        await session.execute(claim.returning(IdempotencyRecord.id), values)
-    ).scalar_one_or_none()
-    if record_id is None:
+    for _ in range(3):  # the conflicting row may be pruned between our INSERT and SELECT
+        record_id = (
+            await session.execute(claim.returning(IdempotencyRecord.id), values)
+        ).scalar_one_or_none()
+        if record_id is not None:
+            break
         existing = await _stored(session, scope, key)
-        if existing is None:  # pragma: no cover - the conflicting row cannot vanish once committed
-            raise RuntimeError("idempotency key conflict without a stored record")
-        return _replay(existing, fingerprint)
+        if existing is not None:
+            return _replay(existing, fingerprint)
+    else:  # pragma: no cover - pruned three times over
+        raise RuntimeError("idempotency key kept conflicting without a stored record")
     result = await work()
     response_body = _encode(result)
     await session.execute(

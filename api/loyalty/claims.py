@@ -79,6 +79,7 @@ async def claim(
     purchase.member_id = member.id
     purchase.claimed_at = clock.now()
     purchases.price_lines(purchase, lines, evaluation)
+    await session.flush()  # the tier's qualifying spend must count this receipt as the member's
     actor = f"member:{member.id}"
     await purchases.earn_purchase(
         session,

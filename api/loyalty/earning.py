@@ -113,8 +113,9 @@ async def evaluate(
     )
     lines, engine_program = lines_of(body), program_service.engine_program(program)
     quote = rules.compute(lines, ctx, engine_program, active)
-    # Caps only lower awards, so usage is read only when a capped rule gave points.
-    capped_ids = {a.rule_id for a in quote.awards if a.points and a.rule_id is not None}
+    # Caps only scale a rule's own parts, so usage is read only when a capped rule took part
+    # (even with 0 points after rounding: its fraction still counts in the receipt's total).
+    capped_ids = {a.rule_id for a in quote.awards if a.rule_id is not None}
     capped = [r for r in active if r.caps and r.id in capped_ids]
     if capped:
         usage = await _usage(session, member.id, capped, ctx.local)

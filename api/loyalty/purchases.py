@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
 from api.core.config import Settings
-from api.core.db import insert_unless_exists
+from api.core.db import failure_hooks_mark, forget_failure_hooks, insert_unless_exists
 from api.core.errors import DomainError
 from api.loyalty import earning, ledger, tiers
 from api.loyalty import program as program_service
@@ -27,6 +27,7 @@ from api.loyalty.schemas import (
 )
 from api.members import identity
 from api.members import service as members_service
+from api.members.exceptions import CodeExpired, CodeReplayed
 from api.members.models import Member
 from api.org.models import Store
 
@@ -202,15 +203,18 @@ async def record(
     """Store a receipt and credit its points; the same (store, receipt_no) twice is refused."""
     program = await program_service.get_program(session)
     occurred_at = _check(body, program)
+    mark = failure_hooks_mark(session)
     try:
         member = await _member_for(session, settings, till, body)
-    except DomainError:
+    except DomainError as error:
         # A retried post of a stored receipt (its rotating code now spent) must still hear
         # DuplicateReceipt with the first purchase id; the lookup is paid on this path only.
         existing = await find_receipt(session, till.store.id, body.receipt_no)
-        if existing is not None:
-            raise DuplicateReceipt(purchase_id=existing.id) from None
-        raise
+        if existing is None:
+            raise
+        if isinstance(error, CodeReplayed | CodeExpired):
+            forget_failure_hooks(session, mark)  # a till's retry, not a guess: no lock-out
+        raise DuplicateReceipt(purchase_id=existing.id) from None
     account = await ledger.lock_account(session, member.id) if member else None
     evaluation = await earning.evaluate(
         session,

@@ -5,6 +5,7 @@ Revises: 0008
 Create Date: 2026-11-23 03:10:00+00:00
 """
 
+import secrets
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -23,6 +24,13 @@ def upgrade() -> None:
                 "earning_etag", sa.String(length=32), server_default="initial", nullable=False
             )
         )
+    # A fresh value per database, so a process never takes one database's cached rules for
+    # another's (e.g. a restored backup); processes started before this migration hold none.
+    op.execute(
+        sa.text("UPDATE loyalty_program SET earning_etag = :etag").bindparams(
+            etag=secrets.token_hex(8)
+        )
+    )
 
 
 def downgrade() -> None:

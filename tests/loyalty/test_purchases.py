@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
 from api.loyalty.models import Account, LedgerEntry, Purchase, RuleVersion
-from api.members import identity
+from api.members import cards, identity
 from api.members.models import UsedCardCode
 from tests import factories
 from tests.loyalty.conftest import receipt
@@ -382,3 +382,83 @@ async def test_breakdown_keeps_the_rule_versions_it_was_computed_with(client, se
         )
     ).all()
     assert [(v, d["params"]["multiplier_percent"]) for v, d in versions] == [(1, 300), (2, 200)]
+
+
+# ------------------------------------------------------------- found by review of the fast path
+
+
+def _rotating(settings, member) -> str:  # type: ignore[no-untyped-def]
+    code = cards.current_code(
+        member.totp_secret, clock.now(), period=settings.totp_period, digits=settings.totp_digits
+    )
+    return cards.payload(member.card_number, code)
+
+
+async def test_a_capped_rule_rounding_to_zero_still_respects_its_cap(client, org, member):
+    """A capped rule's fraction counts in the receipt's total (rounded once per receipt), so
+    its usage must be read even when its own award rounds to 0 points."""
+    rule = {
+        "code": "fresh-x1.5",
+        "name": "Fresh x1.5, 1 point a day",
+        "kind": "multiplier",
+        "params": {"categories": ["fresh"], "multiplier_percent": 150},
+        "caps": {"day": 1},
+    }
+    created = await client.post("/v1/loyalty/rules", json=rule, headers=org.headers["marketer"])
+    assert created.status_code == 201, created.text
+    till = org.terminal(org.supermarket)
+    used_up = receipt("CAP-1", ("fresh", 1_000), member_id=member.id)
+    assert (await client.post(PURCHASES, json=used_up, headers=till)).status_code == 201
+    # 0.70 + 1.00 base; the multiplier's 0.35 is over today's cap → 1 point, not 2
+    small = receipt("CAP-2", ("fresh", 70), ("dry", 100), member_id=member.id)
+    posted = await client.post(PURCHASES, json=small, headers=till)
+    assert posted.status_code == 201, posted.text
+    assert posted.json()["points"]["earned"] == 1
+    reasons = {a["rule"]: a["reason"] for a in posted.json()["points"]["breakdown"]}
+    assert reasons["fresh-x1.5"] == "cap_day"
+
+
+async def test_a_claimed_receipt_counts_towards_the_tier_at_once(client, org, member, settings):
+    ladder = {
+        "tiers": [
+            {"code": "base", "name": "Base", "min_spend": 0, "multiplier_percent": 100},
+            {"code": "silver", "name": "Silver", "min_spend": 5_000, "multiplier_percent": 100},
+        ]
+    }
+    assert (
+        await client.put("/v1/loyalty/tiers", json=ladder, headers=org.headers["marketer"])
+    ).is_success
+    till = org.terminal(org.supermarket)
+    posted = await client.post(PURCHASES, json=receipt("CL-9", ("grocery", 8_800)), headers=till)
+    assert posted.status_code == 201, posted.text
+    claim = {"store_code": org.supermarket.code, "receipt_no": "CL-9", "total": 8_800}
+    claimed = await client.post(
+        "/v1/me/receipts/claim", json=claim, headers=factories.member_headers(settings, member)
+    )
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json()["tier"] == "silver"
+
+
+async def test_retried_duplicates_with_a_spent_code_do_not_lock_the_till(
+    client, session, settings, org, member
+):
+    till = org.terminal(org.supermarket)
+    body = receipt("RT-1", ("grocery", 1_000), member_code=_rotating(settings, member))
+    assert (await client.post(PURCHASES, json=body, headers=till)).status_code == 201
+    first_id = None
+    for _ in range(settings.identify_failures_per_minute + 2):
+        again = await client.post(PURCHASES, json=body, headers=till)
+        assert again.status_code == 409, again.text
+        assert again.json()["error"] == "DuplicateReceipt"
+        first_id = first_id or again.json()["purchase_id"]
+        assert again.json()["purchase_id"] == first_id
+    other = await factories.make_member(session, settings, store=org.supermarket)
+    fresh = receipt("RT-2", ("grocery", 1_000), member_code=_rotating(settings, other))
+    served = await client.post(PURCHASES, json=fresh, headers=till)
+    assert served.status_code == 201, served.text
+    # a forged code on a stored receipt is still a failed guess
+    forged = receipt("RT-1", ("grocery", 1_000), member_code=f"LY1.{member.card_number}.00000000")
+    for _ in range(settings.identify_failures_per_minute):
+        assert (await client.post(PURCHASES, json=forged, headers=till)).status_code == 409
+    locked = receipt("RT-3", ("grocery", 1_000), member_code=_rotating(settings, other))
+    assert (await client.post(PURCHASES, json=locked, headers=till)).status_code == 429

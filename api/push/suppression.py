@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, and_, case, exists, func, literal, null, select
 
 from api.members.models import Member, MemberConsent
-from api.push.models import Delivery
+from api.push.models import DELIVERY_STATUSES, Delivery
 
 # Statuses of a delivery the member received (inbox and push, or inbox alone).
 RECEIVED = ("queued", "sending", "sent", "failed", "no_transport", "no_device", "inbox_only")
+NOT_RECEIVED = tuple(s for s in DELIVERY_STATUSES if s not in RECEIVED)
 CAP_WINDOW = timedelta(days=7)
 
 
@@ -87,7 +88,9 @@ def _frequency_cap(ctx: CheckContext) -> ColumnElement[bool] | None:
             Delivery.member_id == ctx.member_id,
             Delivery.is_marketing.is_(True),
             Delivery.is_test.is_(False),
-            Delivery.status.in_(RECEIVED),
+            # the same set as RECEIVED, written so the planner never picks the status index
+            # (with stale statistics it did, per member: 24 s instead of 0.3 s for 20,000)
+            Delivery.status.not_in(NOT_RECEIVED),
             Delivery.created_at > ctx.now - CAP_WINDOW,
         )
         .scalar_subquery()

@@ -61,18 +61,6 @@ REGIONS = (
 )
 STAFFED_STORES = 5  # stores with a manager and a cashier (portfolios, lapse follow-up)
 
-GROCERY = (
-    ("fresh", "VEG-BOK", 300, 1800),
-    ("fresh", "FRUIT-APL", 800, 3500),
-    ("fresh", "MEAT-PRK", 1500, 6800),
-    ("dairy", "MILK-1L", 1200, 2600),
-    ("grocery", "RICE-5KG", 3500, 6900),
-    ("grocery", "OIL-1.8L", 3900, 8900),
-    ("snacks", "SNACK-MIX", 500, 2500),
-    ("drinks", "TEA-500", 300, 900),
-    ("household", "TISSUE-10", 1500, 4500),
-    ("tobacco", "CIG-20", 1500, 6500),
-)
 SHOP = (("drinks", "WATER-1L", 200, 600), ("snacks", "NUTS-200", 900, 2500))
 FUEL = (("92#", 750), ("95#", 800), ("98#", 880))  # grade, price per litre (minor units)
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗郑梁谢宋唐许韩冯邓曹彭曾肖田董潘袁蔡蒋"
@@ -487,7 +475,7 @@ class Generator:
             pool = SHOP
         else:
             extra = 1 + int(rng.random() * 3)
-            pool = GROCERY
+            pool = demo_history.GROCERY
         for _ in range(extra):
             category, sku, low, high = pool[int(rng.random() * len(pool))]
             qty = 1 + (rng.random() < 0.3)

@@ -27,18 +27,7 @@ class Evaluation:
 
 
 def lines_of(body: PurchaseIn) -> list[rules.Line]:
-    return [
-        rules.Line(
-            line_no=ln.line_no,
-            sku=ln.sku,
-            category=ln.category,
-            quantity=ln.quantity,
-            amount=ln.amount,
-            fuel_grade=ln.fuel_grade,
-            volume_ml=ln.volume_ml,
-        )
-        for ln in body.lines
-    ]
+    return [rules.Line(**ln.model_dump()) for ln in body.lines]
 
 
 async def _usage(

@@ -240,13 +240,7 @@ async def record(
     )
     lines = [
         PurchaseLine(
-            line_no=ln.line_no,
-            sku=ln.sku,
-            category=ln.category,
-            quantity=ln.quantity,
-            amount=ln.amount,
-            fuel_grade=ln.fuel_grade,
-            volume_ml=ln.volume_ml,
+            **ln.model_dump(),
             returned_amount=0,
             returned_quantity=0,
             points_reversed=0,

@@ -158,8 +158,11 @@ async def place(
 ) -> PortfolioEntry:
     """Put a member in a store staff member's portfolio by hand (moving it from another)."""
     member = await session.get(Member, member_id)
-    if member is None or member.home_store_id is None:
-        raise exc.MemberNotFound()
+    home = (
+        await session.get(Store, member.home_store_id) if member and member.home_store_id else None
+    )
+    if home is None or not org_service.in_scope(scope, home):
+        raise exc.MemberNotFound()  # out of scope looks like missing
     staff = await staff_in_scope(session, staff_id, scope)
     if member.home_store_id != staff.store_id or not staff.active or staff.role not in STORE_ROLES:
         raise exc.StaffNotInStore()

@@ -533,8 +533,15 @@ async def test_objects_in_a_body_or_query_are_scoped_too(client, world):
     south_cashier_id = (
         await client.get("/v1/staff/me", headers=world.headers["_south_cashier"])
     ).json()["id"]
+    own_cashier_id = world.org.staff["cashier"].id
     tries = [
         ("POST", "/v1/insights/portfolio", {"staff_id": south_cashier_id, "member_id": mine}),
+        # an in-scope staff member with an out-of-scope member: the member must not show
+        (
+            "POST",
+            "/v1/insights/portfolio",
+            {"staff_id": own_cashier_id, "member_id": world.other["member_id"]},
+        ),
         ("GET", f"/v1/insights/portfolio?staff_id={south_cashier_id}", None),
         ("POST", "/v1/members", {"phone": "13800138777", "home_store_id": other["store_id"]}),
     ]

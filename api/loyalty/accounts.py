@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
@@ -29,9 +30,16 @@ async def balance_of(session: AsyncSession, member_id: int) -> Balance:
 async def points_view(session: AsyncSession, member_id: int) -> PointsRead:
     """Balance, its money value, what expires when, and progress to the next tier."""
     program = await program_service.get_program(session)
-    account = await session.get(Account, member_id)
+    spend = tiers.qualifying_spend_query(member_id, window_months=program.tier_window_months)
+    row = (
+        await session.execute(
+            select(Account, spend.scalar_subquery()).where(Account.member_id == member_id)
+        )
+    ).first()
+    account, qualifying = (row[0], int(row[1])) if row else (None, 0)
     available = account.available if account else 0
-    progress = await tiers.progress(session, account.tier if account else None, member_id, program)
+    ladder = (await program_service.earning(session, program)).tiers
+    progress = tiers.progress(ladder, account.tier if account else None, qualifying)
     return PointsRead(
         available=available,
         pending=account.pending if account else 0,

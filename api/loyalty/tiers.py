@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
@@ -22,16 +22,23 @@ TierLike = Tier | program_service.TierLevel
 T = TypeVar("T", Tier, program_service.TierLevel)
 
 
-async def qualifying_spend(
-    session: AsyncSession, member_id: int, *, window_months: int, at: datetime | None = None
-) -> int:
-    """Spend net of returns in the rolling window ending at `at` (minor units)."""
+def qualifying_spend_query(
+    member_id: int, *, window_months: int, at: datetime | None = None
+) -> Select[tuple[int]]:
+    """SQL: spend net of returns in the rolling window ending at `at` (minor units)."""
     at = at or clock.now()
-    stmt = select(func.coalesce(func.sum(Purchase.total - Purchase.returned_total), 0)).where(
+    return select(func.coalesce(func.sum(Purchase.total - Purchase.returned_total), 0)).where(
         Purchase.member_id == member_id,
         Purchase.occurred_at > at - relativedelta(months=window_months),
         Purchase.occurred_at <= at,
     )
+
+
+async def qualifying_spend(
+    session: AsyncSession, member_id: int, *, window_months: int, at: datetime | None = None
+) -> int:
+    """Spend net of returns in the rolling window ending at `at` (minor units)."""
+    stmt = qualifying_spend_query(member_id, window_months=window_months, at=at)
     return int((await session.execute(stmt)).scalar_one())
 
 
@@ -150,11 +157,10 @@ class Progress:
         return min(1.0, self.spend / self.next.min_spend) if self.next.min_spend else 1.0
 
 
-async def progress(
-    session: AsyncSession, account_tier: str | None, member_id: int, program: Program
+def progress(
+    tiers: Sequence[program_service.TierLevel], account_tier: str | None, spend: int
 ) -> Progress:
-    tiers = (await program_service.earning(session, program)).tiers
-    spend = await qualifying_spend(session, member_id, window_months=program.tier_window_months)
+    """Where a member stands on the ladder, given their qualifying spend."""
     current = tier_by_code(tiers, account_tier)
     rank = current.rank if current else -1
     upcoming = next((t for t in tiers if t.rank > rank), None)

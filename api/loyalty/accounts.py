@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
@@ -11,6 +11,10 @@ from api.loyalty import program as program_service
 from api.loyalty.exceptions import InsufficientPoints
 from api.loyalty.models import Account, LedgerEntry
 from api.loyalty.schemas import ExpiringRead, PointsRead, TierProgress
+
+_ACCOUNT_AND_SPEND = select(Account, tiers.QUALIFYING_SPEND.scalar_subquery()).where(
+    Account.member_id == bindparam("member_id")
+)
 
 
 @dataclass(frozen=True)
@@ -30,12 +34,8 @@ async def balance_of(session: AsyncSession, member_id: int) -> Balance:
 async def points_view(session: AsyncSession, member_id: int) -> PointsRead:
     """Balance, its money value, what expires when, and progress to the next tier."""
     program = await program_service.get_program(session)
-    spend = tiers.qualifying_spend_query(member_id, window_months=program.tier_window_months)
-    row = (
-        await session.execute(
-            select(Account, spend.scalar_subquery()).where(Account.member_id == member_id)
-        )
-    ).first()
+    window = tiers.spend_window(member_id, window_months=program.tier_window_months)
+    row = (await session.execute(_ACCOUNT_AND_SPEND, {"member_id": member_id, **window})).first()
     account, qualifying = (row[0], int(row[1])) if row else (None, 0)
     available = account.available if account else 0
     ladder = (await program_service.earning(session, program)).tiers

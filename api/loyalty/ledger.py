@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,19 +36,21 @@ class Source:
     store_id: int | None = None
 
 
+_LOCK_ACCOUNT = (  # built once: every balance change takes this lock
+    select(Account)
+    .where(Account.member_id == bindparam("member_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_account(session: AsyncSession, member_id: int) -> Account:
     """The member's account, created if missing, locked FOR UPDATE until the transaction ends.
 
     On SQLite the write transaction (BEGIN IMMEDIATE) already serialises writers. The row is
     re-read even if this session loaded it before the lock, so no stale balance is written back.
     """
-    stmt = (
-        select(Account)
-        .where(Account.member_id == member_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    account = (await session.execute(stmt)).scalar_one_or_none()
+    account = (await session.execute(_LOCK_ACCOUNT, {"member_id": member_id})).scalar_one_or_none()
     if account is not None:
         return account
     try:
@@ -58,7 +60,7 @@ async def lock_account(session: AsyncSession, member_id: int) -> Account:
             )
     except IntegrityError:
         pass
-    return (await session.execute(stmt)).scalar_one()
+    return (await session.execute(_LOCK_ACCOUNT, {"member_id": member_id})).scalar_one()
 
 
 def expiry_for(earned_at: datetime, months: int | None, timezone: str) -> datetime | None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from dateutil.relativedelta import relativedelta
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
@@ -22,24 +22,34 @@ TierLike = Tier | program_service.TierLevel
 T = TypeVar("T", Tier, program_service.TierLevel)
 
 
-def qualifying_spend_query(
+# Built once (the till sums it after most receipts); bound per call by `spend_window`.
+QUALIFYING_SPEND = select(
+    func.coalesce(func.sum(Purchase.total - Purchase.returned_total), 0)
+).where(
+    Purchase.member_id == bindparam("spend_member_id"),
+    Purchase.occurred_at > bindparam("spend_after", type_=Purchase.occurred_at.type),
+    Purchase.occurred_at <= bindparam("spend_until", type_=Purchase.occurred_at.type),
+)
+
+
+def spend_window(
     member_id: int, *, window_months: int, at: datetime | None = None
-) -> Select[tuple[int]]:
-    """SQL: spend net of returns in the rolling window ending at `at` (minor units)."""
+) -> dict[str, object]:
+    """The parameters of QUALIFYING_SPEND: the rolling window ending at `at`."""
     at = at or clock.now()
-    return select(func.coalesce(func.sum(Purchase.total - Purchase.returned_total), 0)).where(
-        Purchase.member_id == member_id,
-        Purchase.occurred_at > at - relativedelta(months=window_months),
-        Purchase.occurred_at <= at,
-    )
+    return {
+        "spend_member_id": member_id,
+        "spend_after": at - relativedelta(months=window_months),
+        "spend_until": at,
+    }
 
 
 async def qualifying_spend(
     session: AsyncSession, member_id: int, *, window_months: int, at: datetime | None = None
 ) -> int:
     """Spend net of returns in the rolling window ending at `at` (minor units)."""
-    stmt = qualifying_spend_query(member_id, window_months=window_months, at=at)
-    return int((await session.execute(stmt)).scalar_one())
+    params = spend_window(member_id, window_months=window_months, at=at)
+    return int((await session.execute(QUALIFYING_SPEND, params)).scalar_one())
 
 
 def earned_tier(tiers: Sequence[T], spend: int) -> T | None:

@@ -3,7 +3,7 @@
 from contextlib import suppress
 from datetime import date
 
-from sqlalchemy import Select, delete, or_, select
+from sqlalchemy import Select, bindparam, delete, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,9 +45,11 @@ async def find_by_phone(session: AsyncSession, phone: str) -> Member | None:
     return (await session.execute(select(Member).where(Member.phone == phone))).scalar_one_or_none()
 
 
+_BY_CARD = select(Member).where(Member.card_number == bindparam("card"))  # built once: hot
+
+
 async def find_by_card(session: AsyncSession, card_number: str) -> Member | None:
-    stmt = select(Member).where(Member.card_number == card_number)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return (await session.execute(_BY_CARD, {"card": card_number})).scalar_one_or_none()
 
 
 async def find_by_plate(session: AsyncSession, plate: str) -> Member | None:

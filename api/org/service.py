@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -139,14 +139,17 @@ async def revoke_terminal(session: AsyncSession, terminal_id: int) -> Terminal:
     return terminal
 
 
+_TERMINAL_BY_KEY = (  # built once: every till request authenticates
+    select(Terminal, Store)
+    .join(Store, Store.id == Terminal.store_id)
+    .where(Terminal.key_hash == bindparam("key_hash"), Terminal.revoked_at.is_(None))
+)
+
+
 async def authenticate_terminal(session: AsyncSession, api_key: str) -> tuple[Terminal, Store]:
     """The active terminal and its store for an API key."""
-    stmt = (
-        select(Terminal, Store)
-        .join(Store, Store.id == Terminal.store_id)
-        .where(Terminal.key_hash == security.token_digest(api_key), Terminal.revoked_at.is_(None))
-    )
-    row = (await session.execute(stmt)).first()
+    params = {"key_hash": security.token_digest(api_key)}
+    row = (await session.execute(_TERMINAL_BY_KEY, params)).first()
     if row is None or not row[1].active:
         raise exc.InvalidApiKey()
     return row[0], row[1]

@@ -3,6 +3,7 @@
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Header, Request
@@ -25,6 +26,30 @@ IdempotencyKey = Annotated[
         description="Retry-safe key: the same key with the same body returns the first response.",
     ),
 ]
+
+
+@dataclass(frozen=True)
+class Once:
+    """One mutation of one caller, run once per Idempotency-Key (see `run_once`); routers get
+    it from the caller's dependency (`TerminalOnce`, `MemberOnce`), which fixes the scope."""
+
+    session: AsyncSession
+    request: Request
+    scope: str
+    key: str | None
+
+    async def __call__(
+        self, work: Callable[[], Awaitable[Any]], *, body: Any = None, status_code: int = 200
+    ) -> Any:
+        return await run_once(
+            self.session,
+            self.request,
+            scope=self.scope,
+            key=self.key,
+            body=body,
+            work=work,
+            status_code=status_code,
+        )
 
 
 class IdempotencyKeyReused(InvalidInput):

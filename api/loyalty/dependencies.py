@@ -1,9 +1,22 @@
 """Load-and-validate dependencies of the loyalty routers."""
 
+from typing import Annotated
+
+from fastapi import Depends
+
 from api.core.db import SessionDep
 from api.loyalty.exceptions import PurchaseNotFound
 from api.loyalty.models import Purchase
+from api.loyalty.purchases import Till
 from api.org.dependencies import CurrentTerminal
+
+
+def terminal_till(till: CurrentTerminal) -> Till:
+    """The calling terminal as the till receipts, redemptions and coupons come from."""
+    return Till.at_terminal(till.store, till.terminal.id)
+
+
+AtTill = Annotated[Till, Depends(terminal_till)]
 
 
 async def purchase_at_till(purchase_id: int, session: SessionDep, till: CurrentTerminal) -> None:

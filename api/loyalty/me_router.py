@@ -1,14 +1,13 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from api.core.access import PolicyRoute
 from api.core.db import SessionDep
-from api.core.idempotency import IdempotencyKey, run_once
 from api.core.pagination import Page, PageParams, page_params
 from api.loyalty import accounts, claims, ledger
 from api.loyalty.schemas import ClaimReceiptIn, LedgerEntryRead, PointsRead, PurchaseResult
-from api.members.dependencies import CurrentMember
+from api.members.dependencies import CurrentMember, MemberOnce
 
 router = APIRouter(prefix="/v1/me", tags=["me"], route_class=PolicyRoute)
 
@@ -33,11 +32,7 @@ async def my_history(
 
 @router.post("/receipts/claim", response_model=PurchaseResult)
 async def claim_receipt(
-    body: ClaimReceiptIn,
-    request: Request,
-    member: CurrentMember,
-    session: SessionDep,
-    idempotency_key: IdempotencyKey = None,
+    body: ClaimReceiptIn, member: CurrentMember, session: SessionDep, once: MemberOnce
 ) -> PurchaseResult:
     """Claim the points of a receipt paid without the card (within the claim window, once)."""
 
@@ -50,6 +45,4 @@ async def claim_receipt(
             total=body.total,
         )
 
-    return await run_once(
-        session, request, scope=f"member:{member.id}", key=idempotency_key, body=body, work=work
-    )
+    return await once(work, body=body)

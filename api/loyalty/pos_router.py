@@ -1,12 +1,10 @@
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, status
 
 from api.core.access import PolicyRoute
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
-from api.core.idempotency import IdempotencyKey, run_once
 from api.loyalty import accounts, purchases, returns
-from api.loyalty.dependencies import purchase_at_till
-from api.loyalty.purchases import Till
+from api.loyalty.dependencies import AtTill, purchase_at_till
 from api.loyalty.schemas import (
     BalanceRead,
     BatchIn,
@@ -21,7 +19,7 @@ from api.loyalty.schemas import (
 )
 from api.members import identity
 from api.members import service as members_service
-from api.org.dependencies import CurrentTerminal
+from api.org.dependencies import CurrentTerminal, TerminalOnce
 
 router = APIRouter(prefix="/v1/pos", tags=["pos"], route_class=PolicyRoute)
 
@@ -29,11 +27,10 @@ router = APIRouter(prefix="/v1/pos", tags=["pos"], route_class=PolicyRoute)
 @router.post("/identify", response_model=IdentifyResult)
 async def identify(
     body: IdentifyRequest,
-    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     till: CurrentTerminal,
-    idempotency_key: IdempotencyKey = None,
+    once: TerminalOnce,
 ) -> IdentifyResult:
     """Scan: a rotating QR payload, card number, phone or plate → the member and a till token."""
     terminal_id = till.terminal.id
@@ -56,79 +53,42 @@ async def identify(
 
     # A rotating code is accepted once: a POS that lost the response retries with the same
     # key and gets the first answer instead of CodeReplayed.
-    return await run_once(
-        session, request, scope=f"terminal:{terminal_id}", key=idempotency_key, body=body, work=work
-    )
+    return await once(work, body=body)
 
 
 @router.post("/purchases/quote", response_model=QuoteResult)
 async def quote_purchase(
-    body: PurchaseIn, session: SessionDep, settings: SettingsDep, till: CurrentTerminal
+    body: PurchaseIn, session: SessionDep, settings: SettingsDep, till: AtTill
 ) -> QuoteResult:
     """What this receipt would earn, computed exactly as a post would; nothing is stored."""
-    return await purchases.quote(
-        session, settings=settings, till=Till.at_terminal(till.store, till.terminal.id), body=body
-    )
+    return await purchases.quote(session, settings=settings, till=till, body=body)
 
 
 @router.post("/purchases", response_model=PurchaseResult, status_code=status.HTTP_201_CREATED)
 async def post_purchase(
-    body: PurchaseIn,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    till: CurrentTerminal,
-    idempotency_key: IdempotencyKey = None,
+    body: PurchaseIn, session: SessionDep, settings: SettingsDep, till: AtTill, once: TerminalOnce
 ) -> PurchaseResult:
     """Post a receipt; points are credited at once. The same receipt twice → 409."""
 
     async def work() -> PurchaseResult:
-        return await purchases.record(
-            session,
-            settings=settings,
-            till=Till.at_terminal(till.store, till.terminal.id),
-            body=body,
-        )
+        return await purchases.record(session, settings=settings, till=till, body=body)
 
-    return await run_once(
-        session,
-        request,
-        scope=f"terminal:{till.terminal.id}",
-        key=idempotency_key,
-        body=body,
-        work=work,
-        status_code=status.HTTP_201_CREATED,
-    )
+    return await once(work, body=body, status_code=status.HTTP_201_CREATED)
 
 
 @router.post("/purchases/batch", response_model=BatchResult)
 async def post_batch(
-    body: BatchIn,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    till: CurrentTerminal,
-    idempotency_key: IdempotencyKey = None,
+    body: BatchIn, session: SessionDep, settings: SettingsDep, till: AtTill, once: TerminalOnce
 ) -> BatchResult:
     """Upload receipts recorded offline; each is accepted, a duplicate, or rejected on its own."""
 
     async def work() -> BatchResult:
         results = await purchases.record_batch(
-            session,
-            settings=settings,
-            till=Till.at_terminal(till.store, till.terminal.id),
-            purchases=body.purchases,
+            session, settings=settings, till=till, purchases=body.purchases
         )
         return BatchResult(results=results)
 
-    return await run_once(
-        session,
-        request,
-        scope=f"terminal:{till.terminal.id}",
-        key=idempotency_key,
-        body=body,
-        work=work,
-    )
+    return await once(work, body=body)
 
 
 @router.post(
@@ -137,12 +97,7 @@ async def post_batch(
     dependencies=[Depends(purchase_at_till)],
 )
 async def post_return(
-    purchase_id: int,
-    body: ReturnIn,
-    request: Request,
-    session: SessionDep,
-    till: CurrentTerminal,
-    idempotency_key: IdempotencyKey = None,
+    purchase_id: int, body: ReturnIn, session: SessionDep, till: AtTill, once: TerminalOnce
 ) -> ReturnResult:
     """Return lines of a receipt; points are reversed in proportion, never beyond the purchase."""
 
@@ -151,15 +106,8 @@ async def post_return(
             session,
             purchase_id=purchase_id,
             body=body,
-            terminal_id=till.terminal.id,
-            actor=f"terminal:{till.terminal.id}",
+            terminal_id=till.terminal_id,
+            actor=till.actor,
         )
 
-    return await run_once(
-        session,
-        request,
-        scope=f"terminal:{till.terminal.id}",
-        key=idempotency_key,
-        body=body,
-        work=work,
-    )
+    return await once(work, body=body)

@@ -1,13 +1,12 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from api.core.access import PolicyRoute
 from api.core.db import SessionDep
-from api.core.idempotency import IdempotencyKey, run_once
 from api.core.pagination import Page, PageParams, page_params
 from api.loyalty import rewards
-from api.loyalty.purchases import Till
+from api.loyalty.dependencies import AtTill
 from api.loyalty.schemas import (
     CouponRead,
     CouponRedeemed,
@@ -17,8 +16,8 @@ from api.loyalty.schemas import (
     RewardUpdate,
 )
 from api.members import qr
-from api.members.dependencies import CurrentMember
-from api.org.dependencies import CurrentStaff, CurrentTerminal, Marketing
+from api.members.dependencies import CurrentMember, MemberOnce
+from api.org.dependencies import CurrentStaff, Marketing, TerminalOnce
 
 router = APIRouter(prefix="/v1", tags=["rewards"], route_class=PolicyRoute)
 
@@ -64,11 +63,7 @@ async def offered_rewards(member: CurrentMember, session: SessionDep) -> list[Re
     tags=["me"],
 )
 async def claim_reward(
-    reward_id: int,
-    request: Request,
-    member: CurrentMember,
-    session: SessionDep,
-    idempotency_key: IdempotencyKey = None,
+    reward_id: int, member: CurrentMember, session: SessionDep, once: MemberOnce
 ) -> CouponRead:
     """Spend points on a reward: a single-use coupon with a code to show at the till."""
 
@@ -76,15 +71,7 @@ async def claim_reward(
         coupon = await rewards.claim(session, member_id=member.id, reward_id=reward_id)
         return CouponRead.model_validate(coupon)
 
-    return await run_once(
-        session,
-        request,
-        scope=f"member:{member.id}",
-        key=idempotency_key,
-        body=None,
-        work=work,
-        status_code=status.HTTP_201_CREATED,
-    )
+    return await once(work, status_code=status.HTTP_201_CREATED)
 
 
 @router.get("/me/coupons", response_model=Page[CouponRead], tags=["me"])
@@ -116,11 +103,7 @@ async def coupon_qr_png(coupon_id: int, member: CurrentMember, session: SessionD
 
 @router.post("/me/coupons/{coupon_id}/cancel", response_model=CouponRead, tags=["me"])
 async def cancel_coupon(
-    coupon_id: int,
-    request: Request,
-    member: CurrentMember,
-    session: SessionDep,
-    idempotency_key: IdempotencyKey = None,
+    coupon_id: int, member: CurrentMember, session: SessionDep, once: MemberOnce
 ) -> CouponRead:
     """Give back an unused coupon: its points return to the balance."""
 
@@ -128,25 +111,18 @@ async def cancel_coupon(
         coupon = await rewards.cancel_coupon(session, member_id=member.id, coupon_id=coupon_id)
         return CouponRead.model_validate(coupon)
 
-    return await run_once(
-        session, request, scope=f"member:{member.id}", key=idempotency_key, body=None, work=work
-    )
+    return await once(work)
 
 
 @router.post("/pos/coupons/redeem", response_model=CouponRedeemed, tags=["pos"])
 async def redeem_coupon(
-    body: CouponRedeemIn,
-    request: Request,
-    session: SessionDep,
-    till: CurrentTerminal,
-    idempotency_key: IdempotencyKey = None,
+    body: CouponRedeemIn, session: SessionDep, till: AtTill, once: TerminalOnce
 ) -> CouponRedeemed:
     """Use a coupon at the till: once, before it expires, at a store the reward allows."""
-    at = Till.at_terminal(till.store, till.terminal.id)
 
     async def work() -> CouponRedeemed:
         coupon, reward = await rewards.redeem(
-            session, till=at, code=body.code, receipt_no=body.receipt_no
+            session, till=till, code=body.code, receipt_no=body.receipt_no
         )
         return CouponRedeemed(
             coupon=CouponRead.model_validate(coupon),
@@ -154,11 +130,4 @@ async def redeem_coupon(
             member_id=coupon.member_id,
         )
 
-    return await run_once(
-        session,
-        request,
-        scope=f"terminal:{till.terminal.id}",
-        key=idempotency_key,
-        body=body,
-        work=work,
-    )
+    return await once(work, body=body)

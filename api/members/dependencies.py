@@ -12,6 +12,7 @@ from api.core.config import Settings
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.core.errors import Unauthorized, request_id
+from api.core.idempotency import IdempotencyKey, Once
 from api.members import service
 from api.members.exceptions import MemberBlocked
 from api.members.models import Member
@@ -56,6 +57,16 @@ async def current_member(
 
 
 CurrentMember = Annotated[Member, Depends(current_member)]
+
+
+async def member_once(
+    request: Request, session: SessionDep, member: CurrentMember, key: IdempotencyKey = None
+) -> Once:
+    """The signed-in member's idempotent call: keys are scoped to the member."""
+    return Once(session, request, f"member:{member.id}", key)
+
+
+MemberOnce = Annotated[Once, Depends(member_once)]
 
 
 async def _refuse_other_callers(

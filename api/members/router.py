@@ -9,7 +9,7 @@ from api.core.errors import request_id
 from api.core.idempotency import IdempotencyKey, run_once
 from api.core.pagination import Page, PageParams, page_params
 from api.members import identity, qr, service
-from api.members.dependencies import CurrentMember, ScopedMember
+from api.members.dependencies import CurrentMember, MemberOnce, ScopedMember
 from api.members.schemas import (
     CardRead,
     MemberCreate,
@@ -96,11 +96,7 @@ async def get_me(member: CurrentMember, session: SessionDep) -> MemberRead:
 
 @me_router.patch("", response_model=MemberRead)
 async def update_me(
-    body: MeUpdate,
-    request: Request,
-    member: CurrentMember,
-    session: SessionDep,
-    idempotency_key: IdempotencyKey = None,
+    body: MeUpdate, member: CurrentMember, session: SessionDep, once: MemberOnce
 ) -> MemberRead:
     """Change name, birthday, gender, e-mail, home store or consents."""
 
@@ -108,9 +104,7 @@ async def update_me(
         await service.update_profile(session, member, data=body, source="app")
         return await service.read_model(session, member)
 
-    return await run_once(
-        session, request, scope=f"member:{member.id}", key=idempotency_key, body=body, work=work
-    )
+    return await once(work, body=body)
 
 
 @me_router.get("/card", response_model=CardRead)
@@ -154,11 +148,7 @@ async def list_vehicles(member: CurrentMember, session: SessionDep) -> list[Vehi
 
 @me_router.post("/vehicles", response_model=VehicleRead, status_code=status.HTTP_201_CREATED)
 async def add_vehicle(
-    body: VehicleCreate,
-    request: Request,
-    member: CurrentMember,
-    session: SessionDep,
-    idempotency_key: IdempotencyKey = None,
+    body: VehicleCreate, member: CurrentMember, session: SessionDep, once: MemberOnce
 ) -> VehicleRead:
     """Register a licence plate so fuel stations know the driver by plate."""
 
@@ -167,15 +157,7 @@ async def add_vehicle(
             await service.add_vehicle(session, member, plate=body.plate)
         )
 
-    return await run_once(
-        session,
-        request,
-        scope=f"member:{member.id}",
-        key=idempotency_key,
-        body=body,
-        work=work,
-        status_code=status.HTTP_201_CREATED,
-    )
+    return await once(work, body=body, status_code=status.HTTP_201_CREATED)
 
 
 @me_router.delete("/vehicles/{vehicle_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -14,6 +14,7 @@ from api.core.config import Settings
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep, get_settings_dep
 from api.core.errors import Forbidden, Unauthorized
+from api.core.idempotency import IdempotencyKey, Once
 from api.org import service
 from api.org.models import Role, Staff, Store, Terminal
 from api.org.scope import GLOBAL, Scope
@@ -145,6 +146,16 @@ async def current_terminal(
 
 
 CurrentTerminal = Annotated[TerminalContext, Depends(current_terminal)]
+
+
+async def terminal_once(
+    request: Request, session: SessionDep, till: CurrentTerminal, key: IdempotencyKey = None
+) -> Once:
+    """This terminal's idempotent call: keys are scoped to the terminal."""
+    return Once(session, request, f"terminal:{till.terminal.id}", key)
+
+
+TerminalOnce = Annotated[Once, Depends(terminal_once)]
 
 
 @dataclass(frozen=True)

@@ -20,25 +20,24 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from itertools import count
 
 import asyncpg
-from sqlalchemy import insert
+from sqlalchemy import Integer, cast, func, insert, select, update
 
+from api import demo_history
 from api.core.db import make_engine, make_sessionmaker
-from api.core.migrate import upgrade_head
 from api.loyalty import program as program_service
 from api.loyalty.models import Account
-from api.loyalty.schemas import RuleCreate, TierIn, TierSet
+from api.loyalty.schemas import RuleCreate
 from api.members import cards
 from api.members.models import Member
 from api.org import service as org_service
-from api.org.schemas import RegionCreate, StoreCreate
+from bench._common import bulk_members, load, make_org, migrate, percentile, run_tag, settings
 from bench.http import Client, free_port, wait_until_up
 
 PERIOD, DIGITS = 30, 8
-CARD_PREFIX, CARD_LENGTH = "8860", 16
 LINES = (
     ("fresh", "VEG-BOK", 1280),
     ("dairy", "MILK-1L", 1590),
@@ -74,13 +73,6 @@ RULES = (
     ),
     RuleCreate(code="welcome", name="First purchase bonus", kind="welcome", params={"points": 50}),
 )
-TIERS = TierSet(
-    tiers=[
-        TierIn(code="silver", name="Silver", min_spend=0, multiplier_percent=100),
-        TierIn(code="gold", name="Gold", min_spend=300_000, multiplier_percent=125),
-        TierIn(code="platinum", name="Platinum", min_spend=1_000_000, multiplier_percent=150),
-    ]
-)
 
 
 @dataclass
@@ -91,60 +83,40 @@ class Fixture:
 
 
 async def _setup(url: str, members: int) -> Fixture:
+    """Org, rules and tiers through the services; members in bulk with birthdays spread over
+    the year (the birthday rule) and accounts spread over the tiers (the tier multiplier)."""
     engine = make_engine(url)
     maker = make_sessionmaker(engine)
     async with maker() as session, session.begin():
-        region = await org_service.create_region(session, data=RegionCreate(name="Bench"))
-        store = await org_service.create_store(
-            session,
-            data=StoreCreate(
-                code="BENCH-1",
-                name="Bench supermarket",
-                region_id=region.id,
-                timezone="Asia/Shanghai",
-                kind="supermarket",
-            ),
-        )
-        _, api_key = await org_service.create_terminal(session, store_id=store.id, name="till 1")
+        tag = run_tag()
+        org = await make_org(session, tag=tag)
+        _, api_key = await org_service.create_terminal(session, store_id=org.store.id, name="till")
         await program_service.replace_rules(session, wanted=list(RULES))
-        await program_service.replace_tiers(session, data=TIERS)
-        now = datetime.now(UTC)
-        rows, accounts, seen = [], [], set()
-        for i in range(members):
-            card = cards.new_card_number(CARD_PREFIX, CARD_LENGTH)
-            while card in seen:
-                card = cards.new_card_number(CARD_PREFIX, CARD_LENGTH)
-            seen.add(card)
-            birthday = date(1970 + i % 40, 1 + i % 12, 1 + i % 28)
-            rows.append(
-                {
-                    "phone": f"+86139{i:08d}",
-                    "name": f"Bench {i}",
-                    "card_number": card,
-                    "totp_secret": cards.new_totp_secret(),
-                    "status": "active",
-                    "enrolled_via": "bench",
-                    "home_store_id": store.id,
-                    "birthday": birthday,
-                    "birth_month": birthday.month,
-                    "birth_day": birthday.day,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+        await program_service.replace_tiers(session, data=demo_history.TIERS)
+        ids = await bulk_members(
+            session, settings(url), count=members, store_id=org.store.id, tag=tag, device=False
+        )
+        ours = Member.home_store_id == org.store.id  # the store is this run's own
+        n = cast(Member.id, Integer)
+        birthday = func.make_date(1970 + n % 40, 1 + n % 12, 1 + n % 28)
+        await session.execute(update(Member).where(ours).values(birthday=birthday))
+        await session.execute(
+            update(Member)
+            .where(ours)
+            .values(
+                birth_month=func.extract("month", Member.birthday),
+                birth_day=func.extract("day", Member.birthday),
             )
-        ids = (await session.execute(insert(Member).returning(Member.id), rows)).scalars().all()
-        for i, member_id in enumerate(ids):
-            accounts.append(
-                {
-                    "member_id": member_id,
-                    "available": 0,
-                    "pending": 0,
-                    "tier": ("silver", "gold", "platinum")[i % 3],
-                    "updated_at": now,
-                }
-            )
+        )
+        tiers = ("silver", "gold", "platinum")
+        accounts = [
+            {"member_id": m, "available": 0, "pending": 0, "tier": tiers[m % 3]} for m in ids
+        ]
         await session.execute(insert(Account), accounts)
-        fixture = Fixture(store.id, api_key, [(r["card_number"], r["totp_secret"]) for r in rows])
+        found = await session.execute(
+            select(Member.card_number, Member.totp_secret).where(ours).order_by(Member.id)
+        )
+        fixture = Fixture(org.store.id, api_key, [(card, secret) for card, secret in found])
     await engine.dispose()
     return fixture
 
@@ -252,8 +224,7 @@ class Run:
         return self.done / self.seconds
 
     def pct(self, p: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+        return percentile(self.latencies_ms, p)
 
 
 async def _closed_loop(
@@ -391,7 +362,7 @@ async def _bench(url: str, args: argparse.Namespace) -> None:
             f"p50 {t_own.pct(50):.1f} ms, p99 {t_own.pct(99):.1f} ms, {t_own.done} ok, "
             f"errors {t_own.errors or 0}"
         )
-        print(f"load average: {os.getloadavg()[0]:.2f}")
+        print(f"load average: {load()}")
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -403,5 +374,5 @@ def main(url: str, argv: list[str]) -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=3)
-    upgrade_head(url)
+    migrate(url)
     asyncio.run(_bench(url, parser.parse_args(argv)))

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from admin.web import field_errors, major, parse_money
 from api.core import clock
 from api.insights.rfm import SEGMENTS
-from api.loyalty import program as program_service
-from api.loyalty import rewards as rewards_service
+from api.loyalty.program import service as program_service
+from api.loyalty.rewards import service as rewards_service
 from api.org import service as org_service
 from api.push.schemas import SCHEDULES, Audience, Kind, Message, RewardSpec
 

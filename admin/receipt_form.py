@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from admin.web import Page, field_errors
-from api.loyalty.schemas import PurchaseIn
+from api.loyalty.till.schemas import PurchaseIn
 
 FUEL_GRADES = ("92#", "95#", "98#", "0# diesel")
 

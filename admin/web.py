@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from admin import nav, session
 from api.core.config import Settings
 from api.core.db import SessionDep
-from api.loyalty import program as program_service
+from api.loyalty.program import service as program_service
 from api.org.dependencies import require_roles
 from api.org.models import Role, Staff
 

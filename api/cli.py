@@ -132,7 +132,7 @@ def create_admin(email: str, name: str, password: str | None) -> None:
 def ledger_check() -> None:
     """Verify cached balances and lots against the ledger for every member (exit 1 on any)."""
     from api.core.db import make_engine, make_sessionmaker, run_in_transaction
-    from api.loyalty.check import Mismatch, check_ledger
+    from api.loyalty.ledger.check import Mismatch, check_ledger
 
     async def run() -> list[Mismatch]:
         engine = make_engine(get_settings().database_url)
@@ -158,7 +158,7 @@ def import_members(file: Path, yes: bool, dry_run: bool) -> None:
     """Import legacy member records from a CSV file (checked row by row first)."""
     from api.core.db import make_engine, make_sessionmaker, run_in_transaction
     from api.core.errors import DomainError
-    from api.loyalty import accounts
+    from api.loyalty.ledger import accounts
     from api.members import importer
 
     settings = get_settings()

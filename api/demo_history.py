@@ -18,20 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.core import clock
 from api.core.config import Settings
 from api.core.errors import DomainError
-from api.loyalty import jobs, purchases, redemptions, returns, rewards
-from api.loyalty import program as program_service
-from api.loyalty.purchases import Till
-from api.loyalty.schemas import (
-    LineIn,
-    PurchaseIn,
-    RedemptionIn,
-    ReturnIn,
-    ReturnLineIn,
-    RewardCreate,
-    RuleCreate,
-    TierIn,
-    TierSet,
-)
+from api.loyalty.ledger import jobs
+from api.loyalty.program import service as program_service
+from api.loyalty.program.schemas import RuleCreate, TierIn, TierSet
+from api.loyalty.rewards import service as rewards
+from api.loyalty.rewards.schemas import RewardCreate
+from api.loyalty.till import purchases, redemptions, returns
+from api.loyalty.till.context import Till
+from api.loyalty.till.schemas import LineIn, PurchaseIn, RedemptionIn, ReturnIn, ReturnLineIn
 from api.members import cards
 from api.members.models import Member
 from api.org.models import Store

@@ -14,11 +14,10 @@ from api.core.errors import ERROR_RESPONSES, RequestIdMiddleware, install_error_
 from api.core.health import router as health_router
 from api.core.limits import RequestLimitsMiddleware
 from api.insights.router import router as insights_router
-from api.loyalty.admin_router import router as loyalty_router
-from api.loyalty.me_router import router as me_points_router
-from api.loyalty.pos_redemptions_router import router as pos_redemptions_router
-from api.loyalty.pos_router import router as pos_router
-from api.loyalty.rewards_router import router as rewards_router
+from api.loyalty.ledger import router as ledger_routes
+from api.loyalty.program import router as program_routes
+from api.loyalty.rewards import router as rewards_routes
+from api.loyalty.till import router as till_routes
 from api.members.auth_router import router as member_auth_router
 from api.members.router import me_router
 from api.members.router import router as members_router
@@ -104,11 +103,12 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # 
         org_router,
         members_router,
         me_router,
-        me_points_router,
-        pos_router,
-        pos_redemptions_router,
-        rewards_router,
-        loyalty_router,
+        ledger_routes.me_router,
+        till_routes.me_router,
+        till_routes.router,
+        rewards_routes.router,
+        program_routes.router,
+        ledger_routes.router,
         insights_router,
         push_me_router,
         campaigns_router,

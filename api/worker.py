@@ -10,8 +10,9 @@ from api.core import ratelimit
 from api.core.config import Settings
 from api.core.db import make_engine, make_sessionmaker, run_in_transaction
 from api.insights import service as insights_service
-from api.loyalty import jobs as ledger_jobs
-from api.loyalty import redemptions, rewards
+from api.loyalty.ledger import jobs as ledger_jobs
+from api.loyalty.rewards import service as rewards
+from api.loyalty.till import redemptions
 from api.members import identity
 from api.push import jobs as push_jobs
 from api.push import transport as push_transport

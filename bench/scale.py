@@ -34,8 +34,9 @@ from api.core.config import Settings
 from api.core.db import make_engine, make_sessionmaker
 from api.core.pagination import PageParams
 from api.insights import refresh as insights_refresh
-from api.loyalty import accounts, ledger
-from api.loyalty.models import Account
+from api.loyalty.ledger import accounts
+from api.loyalty.ledger import service as ledger
+from api.loyalty.ledger.models import Account
 from api.push import runs
 from api.push.models import Campaign
 from api.push.schedule import Occurrence, at_local

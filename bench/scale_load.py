@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api import demo_history
 from api.core import clock
 from api.core.config import Settings
-from api.loyalty import program as program_service
+from api.loyalty.program import service as program_service
 from api.members import cards
 from api.org import service as org_service
 from api.org.models import Role, StoreKind

@@ -28,9 +28,9 @@ from sqlalchemy import Integer, cast, func, insert, select, update
 
 from api import demo_history
 from api.core.db import make_engine, make_sessionmaker
-from api.loyalty import program as program_service
-from api.loyalty.models import Account
-from api.loyalty.schemas import RuleCreate
+from api.loyalty.ledger.models import Account
+from api.loyalty.program import service as program_service
+from api.loyalty.program.schemas import RuleCreate
 from api.members import cards
 from api.members.models import Member
 from api.org import service as org_service

@@ -7,8 +7,8 @@ from sqlalchemy import insert
 
 from api.core import clock
 from api.core.db import SessionDep
-from api.loyalty.models import Purchase
-from api.loyalty.schemas import PurchaseIn
+from api.loyalty.till.models import Purchase
+from api.loyalty.till.schemas import PurchaseIn
 from api.main import create_app
 
 

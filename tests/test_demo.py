@@ -22,9 +22,9 @@ from api import demo
 from api.core import migrate
 from api.core.config import Settings
 from api.core.db import make_engine, make_sessionmaker
-from api.loyalty import program as program_service
-from api.loyalty.check import check_ledger
-from api.loyalty.models import Purchase, PurchaseLine
+from api.loyalty.ledger.check import check_ledger
+from api.loyalty.program import service as program_service
+from api.loyalty.till.models import Purchase, PurchaseLine
 from api.main import create_app
 from api.members.models import Member, MemberConsent, Vehicle
 from api.org import service as org_service

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from admin import campaign_form, charts, queries
+from admin import campaign_form, charts
 from admin.web import MarketerPage, attempt
 from api.core.db import SessionDep
 from api.core.pagination import PageParams
@@ -205,7 +205,7 @@ async def campaign_report(campaign_id: int, page: MarketerPage, db: SessionDep) 
     """Delivery funnel, conversions against the holdout over time, suppressions, lift."""
     campaign = await campaigns.get_campaign(db, campaign_id)
     result = await report.campaign_report(db, campaign, settings=page.settings)
-    timeline = await queries.conversion_timeline(db, campaign, tz=page.timezone)
+    timeline = await report.conversion_timeline(db, campaign, tz=page.timezone)
     return page.render(
         "campaigns/report.html",
         campaign=campaign,

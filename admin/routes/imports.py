@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from admin.web import AdminPage, attempt
 from api.core.config import Settings
 from api.core.db import SessionDep
-from api.loyalty import accounts
+from api.loyalty.ledger import accounts
 from api.members import importer
 
 router = APIRouter()

@@ -6,14 +6,15 @@ from fastapi import APIRouter, Form, Query
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
-from admin import queries
 from admin.web import ManagerPage, MarketerPage, field_errors
 from api.core.db import SessionDep
 from api.core.errors import DomainError, request_id
 from api.core.pagination import PageParams
-from api.loyalty import accounts, ledger
-from api.loyalty import rewards as rewards_service
-from api.loyalty.schemas import AdjustmentIn
+from api.loyalty.ledger import accounts
+from api.loyalty.ledger import service as ledger
+from api.loyalty.ledger.schemas import AdjustmentIn
+from api.loyalty.rewards import service as rewards_service
+from api.loyalty.till import purchases
 from api.members import service as members_service
 from api.org import service as org_service
 from api.org.models import Role
@@ -79,7 +80,7 @@ async def _profile(
         member=await members_service.read_model(db, member),
         points=await accounts.points_view(db, member.id),
         entries=history.items,
-        purchases=await queries.member_purchases(db, member.id),
+        purchases=await purchases.member_purchases(db, member.id),
         coupons=coupons.items,
         reward_names=reward_names,
         devices=await devices.list_devices(db, member_id=member.id),

@@ -6,12 +6,12 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from admin.forms import Form
-from admin.queries import CONSOLE_TERMINAL
 from admin.web import AdminPage, Page, attempt
 from api.core.db import SessionDep
 from api.org import service as org_service
 from api.org.models import Role
 from api.org.schemas import RegionCreate, StaffCreate, StoreCreate, TerminalCreate
+from api.org.service import CONSOLE_TERMINAL
 
 router = APIRouter()
 ROLE_LABELS = {

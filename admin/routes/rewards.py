@@ -8,8 +8,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from admin.forms import Form, form_of, values_of
 from admin.web import MarketerPage, Page, attempt, major
 from api.core.db import SessionDep
-from api.loyalty import rewards as rewards_service
-from api.loyalty.schemas import RewardCreate, RewardUpdate
+from api.loyalty.rewards import service as rewards_service
+from api.loyalty.rewards.schemas import RewardCreate, RewardUpdate
 from api.org import service as org_service
 
 router = APIRouter()

@@ -9,9 +9,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from admin.forms import Form, form_of, values_of
 from admin.web import MarketerPage, Page, attempt
 from api.core.db import SessionDep
-from api.loyalty import program as program_service
-from api.loyalty.rules import RuleKind
-from api.loyalty.schemas import RuleCreate, RuleUpdate
+from api.loyalty.program import service as program_service
+from api.loyalty.program.rules import RuleKind
+from api.loyalty.program.schemas import RuleCreate, RuleUpdate
 
 router = APIRouter()
 RULE_EXAMPLES = {

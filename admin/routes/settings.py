@@ -8,11 +8,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from admin.forms import Form, form_of
 from admin.web import MarketerPage, attempt, major
 from api.core.db import SessionDep
-from api.loyalty import program as program_service
-from api.loyalty.schemas import (
-    ProgramUpdate,
-    TierSet,
-)
+from api.loyalty.program import service as program_service
+from api.loyalty.program.schemas import ProgramUpdate, TierSet
 
 router = APIRouter()
 PROGRAM_MONEY = ("earn_amount", "redeem_value", "max_receipt_total")

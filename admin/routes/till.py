@@ -1,6 +1,6 @@
 """The cashier screen: identify the member, post a receipt, redeem points or a coupon.
 
-The console acts as one terminal per store (admin.queries.console_terminal), so the scan, the
+The console acts as one terminal per store (api.org.service.console_terminal), so the scan, the
 till token it issues and every later step run through the same services as a POS.
 """
 
@@ -10,15 +10,16 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
-from admin import queries, receipt_form
+from admin import receipt_form
 from admin.web import Page, TillPage, attempt
 from api.core import clock
 from api.core.db import SessionDep
-from api.loyalty import accounts, purchases, redemptions
-from api.loyalty import program as program_service
-from api.loyalty import rewards as rewards_service
-from api.loyalty.purchases import Till
-from api.loyalty.schemas import RedemptionIn
+from api.loyalty.ledger import accounts
+from api.loyalty.program import service as program_service
+from api.loyalty.rewards import service as rewards_service
+from api.loyalty.till import purchases, redemptions
+from api.loyalty.till.context import Till
+from api.loyalty.till.schemas import RedemptionIn
 from api.members import identity
 from api.members import service as members_service
 from api.org import service as org_service
@@ -49,7 +50,7 @@ async def _store(db: SessionDep, page: Page) -> Store:
 
 async def _till(db: SessionDep, page: Page) -> Till:
     store = await _store(db, page)
-    terminal = await queries.console_terminal(db, store)
+    terminal = await org_service.console_terminal(db, store)
     return Till(store=store, terminal_id=terminal.id, actor=f"staff:{page.staff.id}")
 
 

@@ -24,7 +24,7 @@ from api.insights.periods import Month
 from api.insights.schemas import ChurnMonth, ChurnRead, Cohort, CohortMonth
 from api.insights.scoping import in_scope
 from api.insights.sql import month_index, months_cte, utc, values_cte
-from api.loyalty.models import Purchase
+from api.loyalty.till.models import Purchase
 from api.members.models import Member
 from api.org.scope import Scope
 

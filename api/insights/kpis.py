@@ -21,7 +21,8 @@ from api.insights.periods import Month
 from api.insights.schemas import KpisRead, PointsMonth
 from api.insights.scoping import in_scope
 from api.insights.sql import month_period, utc
-from api.loyalty.models import LedgerEntry, Purchase
+from api.loyalty.ledger.models import LedgerEntry
+from api.loyalty.till.models import Purchase
 from api.members.models import Member
 from api.org.scope import Scope
 

@@ -17,7 +17,8 @@ from api.insights import figures
 from api.insights.periods import trailing_year_start
 from api.insights.schemas import BreakageRead, ExpiringRead, LiabilityRead
 from api.insights.sql import utc
-from api.loyalty.models import Account, LedgerEntry, Program
+from api.loyalty.ledger.models import Account, LedgerEntry
+from api.loyalty.program.models import Program
 from api.members.models import Member
 from api.org.scope import Scope
 

@@ -22,9 +22,9 @@ from api.insights import figures
 from api.insights.periods import local_days
 from api.insights.schemas import MemberDayRead
 from api.insights.sql import values_cte
-from api.loyalty import program as program_service
-from api.loyalty import rules
-from api.loyalty.models import Purchase
+from api.loyalty.program import rules
+from api.loyalty.program import service as program_service
+from api.loyalty.till.models import Purchase
 from api.org import service as org_service
 from api.org.models import Store
 

@@ -27,7 +27,7 @@ from api.insights import (
 from api.insights.models import Refresh
 from api.insights.periods import last_months, month_start
 from api.insights.settings import get_settings
-from api.loyalty import program as program_service
+from api.loyalty.program import service as program_service
 
 log = logging.getLogger("loyalty.insights")
 

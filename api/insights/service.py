@@ -31,7 +31,7 @@ from api.insights.schemas import (
     SettingsUpdate,
 )
 from api.insights.settings import get_settings, update_settings
-from api.loyalty import program as program_service
+from api.loyalty.program import service as program_service
 from api.members import service as members_service
 from api.org.models import Staff
 from api.org.scope import Scope

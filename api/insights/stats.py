@@ -13,7 +13,7 @@ from api.insights.audience import MIN_PURCHASES_FOR_CYCLE, lapsed_predicate
 from api.insights.models import MemberStats
 from api.insights.periods import trailing_year_start
 from api.insights.sql import as_days, epoch_seconds, utc, whole_days
-from api.loyalty.models import Purchase
+from api.loyalty.till.models import Purchase
 from api.members.models import Member
 
 

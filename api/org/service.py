@@ -245,3 +245,25 @@ async def bootstrap_admin(session: AsyncSession, *, email: str, password: str) -
         )
     except exc.StaffExists:  # another replica starting at the same moment created it first
         return None
+
+
+CONSOLE_TERMINAL = "Console till"
+
+
+async def console_terminal(session: AsyncSession, store: Store) -> Terminal:
+    """The store's terminal row for the console's cashier screen, created on first use.
+
+    The till services (identify, till tokens, redemptions) are keyed by terminal, so the console
+    acts as one terminal per store. Its API key is generated and thrown away unseen: only the
+    console, which calls the services directly, ever acts as it. Revoking it in Organisation
+    makes the next till action create a fresh one.
+    """
+    terminals = await list_terminals(session, store_id=store.id)
+    terminal = next(
+        (t for t in terminals if t.name == CONSOLE_TERMINAL and t.revoked_at is None), None
+    )
+    if terminal is None:
+        terminal, _unseen_key = await create_terminal(
+            session, store_id=store.id, name=CONSOLE_TERMINAL
+        )
+    return terminal

@@ -17,8 +17,9 @@ from sqlalchemy import ColumnElement, Select, and_, exists, false, func, literal
 from sqlalchemy.orm import aliased
 
 from api.insights import audience as insights_audience
-from api.loyalty import rules as loyalty_rules
-from api.loyalty.models import Account, LedgerEntry, Purchase, PurchaseLine
+from api.loyalty.ledger.models import Account, LedgerEntry
+from api.loyalty.program import rules as loyalty_rules
+from api.loyalty.till.models import Purchase, PurchaseLine
 from api.members.models import Member
 from api.org.models import Store
 from api.push.models import CampaignRun, Delivery, Device

@@ -20,8 +20,8 @@ from api.core import clock
 from api.core.config import Settings
 from api.core.errors import NotFound
 from api.core.pagination import PageParams, Slice, make_page
-from api.loyalty import rewards as rewards_service
-from api.loyalty.models import Account
+from api.loyalty.ledger.models import Account
+from api.loyalty.rewards import service as rewards_service
 from api.members import service as members_service
 from api.members.models import Member
 from api.push import audience, runs, suppression

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
 from api.core.config import Settings
-from api.loyalty import program as program_service
-from api.loyalty.schemas import RuleCreate
+from api.loyalty.program import service as program_service
+from api.loyalty.program.schemas import RuleCreate
 from api.push import campaigns, runs, scheduler
 from api.push.models import Campaign, Delivery, InboxItem
 from api.push.schedule import Occurrence, at_local

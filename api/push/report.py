@@ -6,11 +6,16 @@ due; the holdout's window starts when theirs would have. Lift = treated conversi
 holdout conversion rate − 1 (None without holdout conversions). Test sends are left out.
 """
 
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
 from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.core import clock
 from api.core.config import Settings
-from api.loyalty.models import Purchase
+from api.loyalty.till.models import Purchase
 from api.push.models import Campaign, CampaignRun, Delivery, InboxItem
 from api.push.schemas import HoldoutRead, ReportRead
 from api.push.suppression import RECEIVED
@@ -87,3 +92,59 @@ async def campaign_report(
         attribution_days=settings.push_attribution_days,
         runs=(await session.execute(runs_stmt)).scalar_one(),
     )
+
+
+MAX_TIMELINE_DAYS = 60
+
+
+@dataclass(frozen=True)
+class Timeline:
+    days: list[date]
+    treated: list[float]
+    holdout: list[float]
+    treated_size: int
+    holdout_size: int
+
+
+async def conversion_timeline(session: AsyncSession, campaign: Campaign, *, tz: str) -> Timeline:
+    """Cumulative share of members who bought within their attribution window, by day."""
+    first_purchase = (
+        select(func.min(Purchase.occurred_at))
+        .where(
+            Purchase.member_id == Delivery.member_id,
+            Purchase.occurred_at >= Delivery.not_before,
+            Purchase.occurred_at < Delivery.convert_until,
+        )
+        .correlate(Delivery)
+        .scalar_subquery()
+    )
+    stmt = select(Delivery.status, Delivery.not_before, first_purchase).where(
+        Delivery.campaign_id == campaign.id,
+        Delivery.is_test.is_(False),
+        Delivery.status.in_((*RECEIVED, "holdout")),
+    )
+    zone = ZoneInfo(tz)
+    sizes = {"treated": 0, "holdout": 0}
+    converted: dict[str, dict[date, int]] = {"treated": {}, "holdout": {}}
+    start: datetime | None = None
+    for status, not_before, bought_at in await session.execute(stmt):
+        group = "holdout" if status == "holdout" else "treated"
+        sizes[group] += 1
+        start = not_before if start is None else min(start, not_before)
+        if bought_at is not None:
+            day = clock.as_utc(bought_at).astimezone(zone).date()
+            converted[group][day] = converted[group].get(day, 0) + 1
+    if start is None:
+        return Timeline([], [], [], 0, 0)
+    first = clock.as_utc(start).astimezone(zone).date()
+    last = max([clock.now().astimezone(zone).date(), *converted["treated"], *converted["holdout"]])
+    last = min(last, first + timedelta(days=MAX_TIMELINE_DAYS - 1))
+    days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    series: dict[str, list[float]] = {}
+    for group in ("treated", "holdout"):
+        running, values = 0, []
+        for day in days:
+            running += converted[group].get(day, 0)
+            values.append(round(running / sizes[group], 4) if sizes[group] else 0.0)
+        series[group] = values
+    return Timeline(days, series["treated"], series["holdout"], sizes["treated"], sizes["holdout"])

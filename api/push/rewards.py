@@ -6,10 +6,10 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
-from api.loyalty import ledger
-from api.loyalty import program as program_service
-from api.loyalty import rewards as rewards_service
-from api.loyalty.models import Coupon
+from api.loyalty.ledger import service as ledger
+from api.loyalty.program import service as program_service
+from api.loyalty.rewards import service as rewards_service
+from api.loyalty.rewards.models import Coupon
 from api.push.models import Campaign, Delivery, InboxItem
 
 

@@ -35,7 +35,8 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from api.core.config import Settings
 from api.core.db import UTCDateTime
-from api.loyalty.models import Account, Tier
+from api.loyalty.ledger.models import Account
+from api.loyalty.program.models import Tier
 from api.members.models import Member
 from api.push import audience, suppression
 from api.push.models import Campaign, CampaignRun, Delivery, InboxItem

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
 from api.core.config import Settings
-from api.loyalty import program as program_service
+from api.loyalty.program import service as program_service
 from api.org import service as org_service
 from api.push import runs
 from api.push.audience import MemberDayRule, Target

@@ -14,10 +14,12 @@ from api.core import clock
 from api.core.config import Settings
 from api.core.errors import DomainError
 from api.insights import refresh
-from api.loyalty import program as program_service
-from api.loyalty import purchases, rewards
-from api.loyalty.purchases import Till
-from api.loyalty.schemas import LineIn, PurchaseIn, RuleUpdate
+from api.loyalty.program import service as program_service
+from api.loyalty.program.schemas import RuleUpdate
+from api.loyalty.rewards import service as rewards
+from api.loyalty.till import purchases
+from api.loyalty.till.context import Till
+from api.loyalty.till.schemas import LineIn, PurchaseIn
 from api.org import service as org_service
 from api.org.models import StoreKind
 from api.push.demo import load_demo_campaigns

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from api.cli import main
 from api.core.config import get_settings
-from api.loyalty import accounts
+from api.loyalty.ledger import accounts
 from api.members import importer
 from api.members import service as members_service
 from api.members.models import Member

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
 from api.insights import refresh as refresher
-from api.loyalty.models import Account, LedgerEntry, Purchase
+from api.loyalty.ledger.models import Account, LedgerEntry
+from api.loyalty.till.models import Purchase
 from api.members.models import Member
 from api.org import service as org_service
 from api.org.models import Store

@@ -6,9 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from api.insights import member_day
-from api.loyalty import program as program_service
-from api.loyalty import rules
-from api.loyalty.schemas import RuleCreate
+from api.loyalty.program import rules
+from api.loyalty.program import service as program_service
+from api.loyalty.program.schemas import RuleCreate
 from tests.insights.conftest import add_members, buy, days_ago, ledger_row, refresh
 
 KPIS = "/v1/insights/kpis"

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from api.core import clock
-from api.loyalty import program as program_service
+from api.loyalty.program import service as program_service
 from tests.insights.conftest import account, add_members, days_ago, ledger_row, refresh
 
 LIABILITY = "/v1/insights/liability"

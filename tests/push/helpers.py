@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.core import clock
 from api.core.config import Settings
 from api.core.db import run_in_transaction
-from api.loyalty.models import Purchase, PurchaseLine
+from api.loyalty.till.models import Purchase, PurchaseLine
 from api.members.models import Member
 from api.push import campaigns, devices, dispatcher, scheduler
 from api.push.models import Campaign, Delivery, InboxItem

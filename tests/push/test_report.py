@@ -6,10 +6,11 @@ from sqlalchemy import func, select
 
 from api.core import clock
 from api.insights.models import MemberStats
-from api.loyalty import ledger
-from api.loyalty import rewards as rewards_service
-from api.loyalty.models import Coupon, LedgerEntry
-from api.loyalty.schemas import RewardCreate
+from api.loyalty.ledger import service as ledger
+from api.loyalty.ledger.models import LedgerEntry
+from api.loyalty.rewards import service as rewards_service
+from api.loyalty.rewards.models import Coupon
+from api.loyalty.rewards.schemas import RewardCreate
 from api.members.models import Member
 from api.push import audience, dispatcher, inbox, report, scheduler
 from api.push.models import Delivery

@@ -6,9 +6,9 @@ from sqlalchemy import select
 
 from api.core import clock
 from api.insights.models import MemberStats
-from api.loyalty import ledger
-from api.loyalty import program as program_service
-from api.loyalty.schemas import RuleCreate
+from api.loyalty.ledger import service as ledger
+from api.loyalty.program import service as program_service
+from api.loyalty.program.schemas import RuleCreate
 from api.members.models import Member
 from api.push import scheduler
 from api.push.models import CampaignRun, Delivery

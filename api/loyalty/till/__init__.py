@@ -1,0 +1,1 @@
+"""The till: identify, receipts and their points, returns, claims of receipts, redemptions."""

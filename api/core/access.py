@@ -7,7 +7,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
@@ -159,3 +159,12 @@ class PolicyRoute(APIRoute):
                 raise exc from None
 
         return credentials_first
+
+
+class PolicyRouter(APIRouter):
+    """The API's router: every route it builds is a `PolicyRoute`, so none exists without a
+    declared access policy."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("route_class", PolicyRoute)
+        super().__init__(**kwargs)

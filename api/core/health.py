@@ -1,10 +1,10 @@
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from api.core.access import PolicyRoute, Public
+from api.core.access import PolicyRouter, Public
 
-router = APIRouter(tags=["operations"], route_class=PolicyRoute)
+router = PolicyRouter(tags=["operations"])
 
 
 @router.get("/healthz", dependencies=[Public])

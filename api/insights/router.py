@@ -2,9 +2,9 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 
-from api.core.access import PolicyRoute
+from api.core.access import PolicyRouter
 from api.core.db import SessionDep
 from api.core.errors import request_id
 from api.core.pagination import Page, PageParams, page_params
@@ -27,11 +27,10 @@ from api.insights.schemas import (
 )
 from api.org.dependencies import CurrentStaff, Managers, Marketing, StaffScope, current_staff
 
-router = APIRouter(
+router = PolicyRouter(
     prefix="/v1/insights",
     tags=["insights"],
     dependencies=[Depends(current_staff)],
-    route_class=PolicyRoute,
 )
 
 

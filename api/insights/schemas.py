@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from api.core.fields import Id, not_null
+from api.core.schemas import RequestModel
 from api.insights.audience import is_lapsed_definition
 
 
@@ -26,7 +27,7 @@ class SettingsRead(BaseModel):
         return is_lapsed_definition(self.lapse_grace_days)
 
 
-class SettingsUpdate(BaseModel):
+class SettingsUpdate(RequestModel):
     abc_a_percent: int | None = Field(None, ge=1, le=98, description="A: top % of spend")
     abc_b_percent: int | None = Field(None, ge=2, le=99, description="A+B: top % of spend")
     lapse_grace_days: int | None = Field(None, ge=0, le=365)
@@ -108,11 +109,11 @@ class LapsedItem(BaseModel):
     outcome_at: datetime | None
 
 
-class AssignIn(BaseModel):
+class AssignIn(RequestModel):
     staff_id: Id
 
 
-class OutcomeIn(BaseModel):
+class OutcomeIn(RequestModel):
     outcome: Literal["reached", "not_reached"]
     reason: str | None = Field(None, max_length=255)
 
@@ -136,7 +137,7 @@ class PortfolioRead(BaseModel):
     items: list[PortfolioItem]
 
 
-class PortfolioAssignIn(BaseModel):
+class PortfolioAssignIn(RequestModel):
     staff_id: Id
     member_id: Id
 

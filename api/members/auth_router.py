@@ -1,6 +1,6 @@
-from fastapi import APIRouter, status
+from fastapi import status
 
-from api.core.access import PolicyRoute, Public
+from api.core.access import PolicyRouter, Public
 from api.core.db import SessionDep
 from api.core.deps import ClientIP, SettingsDep
 from api.members import signin
@@ -13,7 +13,7 @@ from api.members.schemas import (
     RefreshRequest,
 )
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=PolicyRoute)
+router = PolicyRouter(prefix="/v1/auth", tags=["auth"])
 
 
 @router.post(

@@ -1,8 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import Depends, Query, Request, Response, status
 
-from api.core.access import PolicyRoute
+from api.core.access import PolicyRouter
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.core.errors import request_id
@@ -22,8 +22,8 @@ from api.members.schemas import (
 from api.org import service as org_service
 from api.org.dependencies import CurrentStaff, StaffOrTerminal, StaffScope
 
-router = APIRouter(prefix="/v1/members", tags=["members"], route_class=PolicyRoute)
-me_router = APIRouter(prefix="/v1/me", tags=["me"], route_class=PolicyRoute)
+router = PolicyRouter(prefix="/v1/members", tags=["members"])
+me_router = PolicyRouter(prefix="/v1/me", tags=["me"])
 
 
 @router.post("", response_model=MemberRead, status_code=status.HTTP_201_CREATED)

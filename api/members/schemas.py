@@ -14,6 +14,7 @@ from pydantic import (
 
 from api.core import clock
 from api.core.fields import Id
+from api.core.schemas import RequestModel
 
 Gender = Literal["female", "male", "other"]
 PhoneIn = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32)]
@@ -33,7 +34,7 @@ NameIn = Annotated[
 ]
 
 
-class ConsentsIn(BaseModel):
+class ConsentsIn(RequestModel):
     push: bool | None = None
     sms: bool | None = None
     email: bool | None = None
@@ -51,7 +52,7 @@ def _check_birthday(value: date | None) -> date | None:
     return value
 
 
-class MemberCreate(BaseModel):
+class MemberCreate(RequestModel):
     phone: PhoneIn
     name: NameIn | None = None
     birthday: date | None = None
@@ -64,7 +65,7 @@ class MemberCreate(BaseModel):
     _birthday = field_validator("birthday")(_check_birthday)
 
 
-class MeUpdate(BaseModel):
+class MeUpdate(RequestModel):
     name: NameIn | None = None
     birthday: date | None = None
     gender: Gender | None = None
@@ -75,7 +76,7 @@ class MeUpdate(BaseModel):
     _birthday = field_validator("birthday")(_check_birthday)
 
 
-class VehicleCreate(BaseModel):
+class VehicleCreate(RequestModel):
     plate: PlateIn
 
 
@@ -127,7 +128,7 @@ class CardRead(BaseModel):
     payload_format: str = "LY1.{card_number}.{totp}"
 
 
-class OtpRequest(BaseModel):
+class OtpRequest(RequestModel):
     phone: PhoneIn
 
 
@@ -135,7 +136,7 @@ class OtpSent(BaseModel):
     expires_in: int
 
 
-class OtpVerify(BaseModel):
+class OtpVerify(RequestModel):
     phone: PhoneIn
     code: Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
 
@@ -149,5 +150,5 @@ class MemberTokens(BaseModel):
     is_new: bool = False
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(RequestModel):
     refresh_token: Annotated[str, StringConstraints(min_length=10, max_length=200)]

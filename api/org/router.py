@@ -1,9 +1,9 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from api.core.access import PolicyRoute, Public
+from api.core.access import PolicyRouter, Public
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.org import service
@@ -22,8 +22,8 @@ from api.org.schemas import (
     Token,
 )
 
-auth_router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=PolicyRoute)
-router = APIRouter(prefix="/v1", tags=["organisation"], route_class=PolicyRoute)
+auth_router = PolicyRouter(prefix="/v1/auth", tags=["auth"])
+router = PolicyRouter(prefix="/v1", tags=["organisation"])
 
 
 @auth_router.post("/token", response_model=Token, dependencies=[Public])

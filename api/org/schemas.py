@@ -14,6 +14,7 @@ from pydantic import (
 )
 
 from api.core.fields import Id
+from api.core.schemas import RequestModel
 from api.org.models import Role, StoreKind
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
@@ -39,7 +40,7 @@ class Token(BaseModel):
     expires_in: int
 
 
-class RegionCreate(BaseModel):
+class RegionCreate(RequestModel):
     name: Name
 
 
@@ -49,7 +50,7 @@ class RegionRead(BaseModel):
     name: str
 
 
-class StoreCreate(BaseModel):
+class StoreCreate(RequestModel):
     code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
     name: Name
     region_id: Id
@@ -57,7 +58,7 @@ class StoreCreate(BaseModel):
     kind: StoreKind
 
 
-class StoreUpdate(BaseModel):
+class StoreUpdate(RequestModel):
     name: Name | None = None
     timezone: TimeZoneName | None = None
     active: bool | None = None
@@ -81,7 +82,7 @@ class StoreRead(BaseModel):
     active: bool
 
 
-class TerminalCreate(BaseModel):
+class TerminalCreate(RequestModel):
     name: Name
 
 
@@ -99,7 +100,7 @@ class TerminalCreated(TerminalRead):
     api_key: str = Field(description="Shown once; only its hash is stored.")
 
 
-class StaffCreate(BaseModel):
+class StaffCreate(RequestModel):
     email: EmailStr
     password: Annotated[str, StringConstraints(min_length=10, max_length=128)]
     name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] = ""

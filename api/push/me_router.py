@@ -2,16 +2,16 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import Depends, Query, status
 
-from api.core.access import PolicyRoute
+from api.core.access import PolicyRouter
 from api.core.db import SessionDep
 from api.core.pagination import Page, PageParams, page_params
 from api.members.dependencies import CurrentMember
 from api.push import devices, inbox
 from api.push.schemas import DeviceIn, DeviceRead, InboxItemRead
 
-router = APIRouter(prefix="/v1/me", tags=["me"], route_class=PolicyRoute)
+router = PolicyRouter(prefix="/v1/me", tags=["me"])
 
 
 @router.post("/devices", response_model=DeviceRead, status_code=status.HTTP_201_CREATED)

@@ -2,9 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import Depends, Query, status
 
-from api.core.access import PolicyRoute
+from api.core.access import PolicyRouter
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.core.pagination import Page, PageParams, page_params
@@ -21,7 +21,7 @@ from api.push.schemas import (
     TestSendIn,
 )
 
-router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], route_class=PolicyRoute)
+router = PolicyRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
 @router.post("", response_model=CampaignRead, status_code=status.HTTP_201_CREATED)

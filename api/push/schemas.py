@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from api.core.fields import Id
+from api.core.schemas import RequestModel
 
 PLACEHOLDERS = frozenset({"name", "points", "tier"})
 _PLACEHOLDER = re.compile(r"\{(\w*)\}")
@@ -41,7 +42,7 @@ TRANSACTIONAL_KINDS = frozenset({Kind.points_expiring})
 # ----------------------------------------------------------------------------- devices, inbox
 
 
-class DeviceIn(BaseModel):
+class DeviceIn(RequestModel):
     token: str = Field(min_length=1, max_length=512)
     platform: Literal["android", "ios", "web"]
     locale: str | None = Field(None, max_length=35)
@@ -79,17 +80,13 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str | int) else value
 
 
-class BoughtCategory(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BoughtCategory(RequestModel):
     category: str = Field(min_length=1, max_length=64)
     within_days: int = Field(90, ge=1, le=3650)
 
 
-class Audience(BaseModel):
+class Audience(RequestModel):
     """Filters, all of which must hold; `{}` is every active member."""
-
-    model_config = ConfigDict(extra="forbid")
 
     tiers: list[str] | None = Field(None, max_length=50)
     store_ids: list[Id] | None = Field(None, max_length=1000)
@@ -111,9 +108,7 @@ class Audience(BaseModel):
     ] = None
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Message(RequestModel):
     title: str = Field(min_length=1, max_length=100)
     body: str = Field(min_length=1, max_length=1000)
     data: dict[str, str] | None = Field(None, description="deep-link data for the app")
@@ -138,10 +133,8 @@ class Message(BaseModel):
         return data
 
 
-class RewardSpec(BaseModel):
+class RewardSpec(RequestModel):
     """Given once to each recipient: points, or a coupon for a catalogue reward."""
-
-    model_config = ConfigDict(extra="forbid")
 
     points: int | None = Field(None, ge=1, le=100_000)
     reward_id: Id | None = None
@@ -231,7 +224,7 @@ def local_time(text: str) -> time:
     return time.fromisoformat(text)
 
 
-class CampaignCreate(BaseModel):
+class CampaignCreate(RequestModel):
     name: str = Field(min_length=1, max_length=120)
     kind: Kind
     audience: Audience = Field(default_factory=Audience)
@@ -249,7 +242,7 @@ class CampaignCreate(BaseModel):
         return self
 
 
-class CampaignUpdate(BaseModel):
+class CampaignUpdate(RequestModel):
     name: str | None = Field(None, min_length=1, max_length=120)
     audience: Audience | None = None
     schedule: dict[str, Any] | None = None
@@ -291,7 +284,7 @@ class PreviewRead(BaseModel):
     holdout_estimate: int
 
 
-class TestSendIn(BaseModel):
+class TestSendIn(RequestModel):
     member_id: Id
 
 

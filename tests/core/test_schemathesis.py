@@ -29,7 +29,7 @@ from api.main import create_app
 from api.org.models import Terminal
 from tests import factories
 from tests.conftest import DATABASE_URL, IS_POSTGRES, make_settings
-from tests.loyalty.test_concurrency_purchases import wipe
+from tests.loyalty.till.test_concurrency_purchases import wipe
 
 # Per operation and generation mode (positive, negative): ~60-90 s a database on 2 cores.
 MAX_EXAMPLES = 6 if IS_POSTGRES else 10

@@ -132,7 +132,7 @@ def start_server(log: Path) -> Server:
 @pytest.fixture
 async def committed(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Sessions that really commit; every application table is emptied afterwards."""
-    from tests.loyalty.test_concurrency_purchases import wipe  # that module imports this one
+    from tests.loyalty.till.test_concurrency_purchases import wipe  # that module imports this one
 
     try:
         yield make_sessionmaker(engine)

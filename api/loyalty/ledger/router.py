@@ -2,9 +2,9 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import Depends, status
 
-from api.core.access import PolicyRoute
+from api.core.access import PolicyRouter
 from api.core.db import SessionDep
 from api.core.pagination import Page, PageParams, page_params
 from api.loyalty.ledger import accounts, tiers
@@ -13,8 +13,8 @@ from api.loyalty.ledger.schemas import AdjustmentIn, LedgerEntryRead, ManualTier
 from api.members.dependencies import CurrentMember, ScopedMember
 from api.org.dependencies import Admin, Marketing
 
-router = APIRouter(prefix="/v1", tags=["loyalty"], route_class=PolicyRoute)
-me_router = APIRouter(prefix="/v1/me", tags=["me"], route_class=PolicyRoute)
+router = PolicyRouter(prefix="/v1", tags=["loyalty"])
+me_router = PolicyRouter(prefix="/v1/me", tags=["me"])
 
 
 @me_router.get("/points", response_model=PointsRead)

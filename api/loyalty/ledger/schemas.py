@@ -9,6 +9,8 @@ from pydantic import (
     field_validator,
 )
 
+from api.core.schemas import RequestModel
+
 
 class BalanceRead(BaseModel):
     available: int
@@ -57,7 +59,7 @@ class LedgerEntryRead(BaseModel):
     created_at: datetime
 
 
-class AdjustmentIn(BaseModel):
+class AdjustmentIn(RequestModel):
     points: Annotated[int, Field(ge=-10_000_000, le=10_000_000)]
     reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=255)]
 
@@ -69,6 +71,6 @@ class AdjustmentIn(BaseModel):
         return value
 
 
-class ManualTier(BaseModel):
+class ManualTier(RequestModel):
     tier: str
     until: datetime

@@ -1,8 +1,8 @@
 """Programme settings, earning rules and the tier ladder (marketing staff)."""
 
-from fastapi import APIRouter, status
+from fastapi import status
 
-from api.core.access import PolicyRoute
+from api.core.access import PolicyRouter
 from api.core.db import SessionDep
 from api.loyalty.program import service as program_service
 from api.loyalty.program.schemas import (
@@ -17,7 +17,7 @@ from api.loyalty.program.schemas import (
 )
 from api.org.dependencies import Marketing
 
-router = APIRouter(prefix="/v1", tags=["loyalty"], route_class=PolicyRoute)
+router = PolicyRouter(prefix="/v1", tags=["loyalty"])
 
 
 @router.get("/loyalty/program", response_model=ProgramRead)

@@ -11,6 +11,7 @@ from pydantic import (
 )
 
 from api.core.fields import Code, Id, Money, Points, Text, not_null
+from api.core.schemas import RequestModel
 from api.loyalty.program.rules import RuleKind
 
 
@@ -35,7 +36,7 @@ class ProgramRead(BaseModel):
     version: int
 
 
-class ProgramUpdate(BaseModel):
+class ProgramUpdate(RequestModel):
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] | None = None
     timezone: str | None = None
     earn_points: Annotated[int, Field(ge=0, le=10_000)] | None = None
@@ -73,14 +74,14 @@ class ProgramUpdate(BaseModel):
     )
 
 
-class Caps(BaseModel):
+class Caps(RequestModel):
     day: Points | None = None
     week: Points | None = None
     month: Points | None = None
     year: Points | None = None
 
 
-class RuleBase(BaseModel):
+class RuleBase(RequestModel):
     name: Text | None = None
     params: dict[str, Any] | None = None
     store_ids: list[Id] | None = Field(None, max_length=1000)
@@ -129,11 +130,11 @@ class RuleRead(BaseModel):
     version: int
 
 
-class RuleSet(BaseModel):
+class RuleSet(RequestModel):
     rules: list[RuleCreate] = Field(max_length=500)
 
 
-class TierIn(BaseModel):
+class TierIn(RequestModel):
     code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     min_spend: Money
@@ -145,7 +146,7 @@ class TierRead(TierIn):
     rank: int
 
 
-class TierSet(BaseModel):
+class TierSet(RequestModel):
     tiers: list[TierIn] = Field(min_length=1, max_length=20)
 
     @field_validator("tiers")

@@ -1,8 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import Depends, Response, status
 
-from api.core.access import PolicyRoute
+from api.core.access import PolicyRouter
 from api.core.db import SessionDep
 from api.core.pagination import Page, PageParams, page_params
 from api.loyalty.rewards import service as rewards
@@ -19,7 +19,7 @@ from api.members import qr
 from api.members.dependencies import CurrentMember, MemberOnce
 from api.org.dependencies import CurrentStaff, Marketing, TerminalOnce
 
-router = APIRouter(prefix="/v1", tags=["rewards"], route_class=PolicyRoute)
+router = PolicyRouter(prefix="/v1", tags=["rewards"])
 
 
 @router.get("/rewards", response_model=list[RewardRead])

@@ -9,9 +9,10 @@ from pydantic import (
 )
 
 from api.core.fields import Id, Money, Points, Text
+from api.core.schemas import RequestModel
 
 
-class RewardCreate(BaseModel):
+class RewardCreate(RequestModel):
     name: Text
     description: Annotated[str, StringConstraints(max_length=500)] = ""
     points_cost: Points
@@ -23,7 +24,7 @@ class RewardCreate(BaseModel):
     store_ids: list[Id] | None = Field(None, max_length=1000)
 
 
-class RewardUpdate(BaseModel):
+class RewardUpdate(RequestModel):
     name: Text | None = None
     description: Annotated[str, StringConstraints(max_length=500)] | None = None
     points_cost: Points | None = None
@@ -62,7 +63,7 @@ class CouponRead(BaseModel):
     redeemed_at: datetime | None
 
 
-class CouponRedeemIn(BaseModel):
+class CouponRedeemIn(RequestModel):
     code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=4, max_length=32)]
     receipt_no: Annotated[str, StringConstraints(max_length=64)] | None = None
 

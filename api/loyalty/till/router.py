@@ -1,8 +1,8 @@
 """The till over /v1/pos (terminal API key), and receipt claims by the member."""
 
-from fastapi import APIRouter, Depends, status
+from fastapi import Depends, status
 
-from api.core.access import PolicyRoute
+from api.core.access import PolicyRouter
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.loyalty.ledger import accounts
@@ -29,8 +29,8 @@ from api.members import service as members_service
 from api.members.dependencies import CurrentMember, MemberOnce
 from api.org.dependencies import CurrentTerminal, TerminalOnce
 
-router = APIRouter(prefix="/v1/pos", tags=["pos"], route_class=PolicyRoute)
-me_router = APIRouter(prefix="/v1/me", tags=["me"], route_class=PolicyRoute)
+router = PolicyRouter(prefix="/v1/pos", tags=["pos"])
+me_router = PolicyRouter(prefix="/v1/me", tags=["me"])
 
 
 @router.post("/identify", response_model=IdentifyResult)

@@ -12,10 +12,11 @@ from pydantic import (
 )
 
 from api.core.fields import Id, Money, Points
+from api.core.schemas import RequestModel
 from api.loyalty.ledger.schemas import BalanceRead
 
 
-class IdentifyRequest(BaseModel):
+class IdentifyRequest(RequestModel):
     code: str = Field(
         min_length=1, max_length=512, description="Rotating QR payload, card, phone or plate"
     )
@@ -32,7 +33,7 @@ class IdentifyResult(BaseModel):
     till_token_expires_in: int
 
 
-class LineIn(BaseModel):
+class LineIn(RequestModel):
     line_no: Annotated[int, Field(ge=1, le=10_000)]
     sku: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
     category: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -44,7 +45,7 @@ class LineIn(BaseModel):
     volume_ml: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
-class PurchaseIn(BaseModel):
+class PurchaseIn(RequestModel):
     receipt_no: Annotated[
         str, StringConstraints(strip_whitespace=True, pattern=r"^[\w./:#-]{1,64}$")
     ]
@@ -104,7 +105,7 @@ class QuoteResult(BaseModel):
     points: PointsBlock
 
 
-class BatchIn(BaseModel):
+class BatchIn(RequestModel):
     purchases: list[dict[str, Any]] = Field(min_length=1, max_length=500)
 
 
@@ -121,7 +122,7 @@ class BatchResult(BaseModel):
     results: list[BatchItem]
 
 
-class ReturnLineIn(BaseModel):
+class ReturnLineIn(RequestModel):
     line_no: Annotated[int, Field(ge=1, le=10_000)]
     quantity: (
         Annotated[Decimal, Field(gt=0, le=1_000_000, max_digits=14, decimal_places=3)] | None
@@ -129,7 +130,7 @@ class ReturnLineIn(BaseModel):
     amount: Annotated[int, Field(ge=1, le=10**13)] | None = None
 
 
-class ReturnIn(BaseModel):
+class ReturnIn(RequestModel):
     return_no: Annotated[
         str, StringConstraints(strip_whitespace=True, pattern=r"^[\w./:#-]{1,64}$")
     ]
@@ -144,13 +145,13 @@ class ReturnResult(BaseModel):
     balance: BalanceRead
 
 
-class ClaimReceiptIn(BaseModel):
+class ClaimReceiptIn(RequestModel):
     store_code: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
     receipt_no: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
     total: Money
 
 
-class RedemptionIn(BaseModel):
+class RedemptionIn(RequestModel):
     member_code: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     points: Points
     receipt_no: Annotated[str, StringConstraints(max_length=64)] | None = None

@@ -25,7 +25,7 @@ from api.org import service as org_service
 from tests import factories
 from tests.conftest import DATABASE_URL, make_settings
 from tests.loyalty.conftest import receipt
-from tests.loyalty.test_concurrency_purchases import wipe
+from tests.loyalty.till.test_concurrency_purchases import wipe
 
 T0 = datetime(2030, 1, 15, 4, 0, tzinfo=UTC)  # noon in Shanghai
 SOURCE = ledger.Source("test", actor="test")

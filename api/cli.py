@@ -14,6 +14,13 @@ from api.core.config import Settings, get_settings
 
 
 def _setup_logging() -> None:
+    from pydantic import ValidationError
+
+    try:
+        get_settings()
+    except ValidationError as e:  # a refused setting (e.g. a weak secret): its reason, no trace
+        reasons = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+        raise click.ClickException(reasons) from e
     logging.basicConfig(
         level=get_settings().log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

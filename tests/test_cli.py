@@ -3,6 +3,7 @@ runner, and `loyalty serve --demo` for real as a subprocess."""
 
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -62,10 +63,19 @@ def test_demo_loads_once(cli_db: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_demo_refused_in_production(cli_db: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("LOYALTY_ENV", "production")
-    monkeypatch.setenv("LOYALTY_SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("LOYALTY_SECRET_KEY", secrets.token_urlsafe(48))
     get_settings.cache_clear()
     code, out = run("demo")
-    assert code == 1 and "LOYALTY_ENV=production" in out
+    assert code == 1 and "LOYALTY_ENV=production" in out and "demo" in out
+
+
+def test_a_refused_setting_is_a_clean_message(cli_db: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LOYALTY_ENV", "production")
+    monkeypatch.setenv("LOYALTY_SECRET_KEY", "x" * 40)  # long, but one character repeated
+    get_settings.cache_clear()
+    code, out = run("migrate")
+    assert code == 1 and "LOYALTY_SECRET_KEY is refused" in out and "Traceback" not in out
+    assert "different" in out and "secrets.token_urlsafe" in out
 
 
 def test_create_admin(cli_db: Path):

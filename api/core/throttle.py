@@ -12,6 +12,7 @@ many comparisons as the limit allows. The attempt that reaches the limit sets th
 what a correct guess was charged.
 """
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -93,7 +94,7 @@ async def reserve(session: AsyncSession, limits: Sequence[Limit], lockout: Locko
     rows = await lock_rows(session, [limit.id for limit in limits])
     now = clock.now()
     waits = [
-        (int((row.locked_until - now).total_seconds()) + 1, row.scope)
+        (math.ceil((row.locked_until - now).total_seconds()), row.scope)
         for row in rows.values()
         if row.locked_until is not None and row.locked_until > now
     ]

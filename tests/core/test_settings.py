@@ -1,11 +1,12 @@
 import os
+import secrets
 
 import pytest
 from pydantic import ValidationError
 
 from api.core.config import DEV_SECRET, Settings, get_settings
 
-STRONG_SECRET = "s" * 32
+STRONG_SECRET = secrets.token_urlsafe(48)
 
 
 def settings_from_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:

@@ -175,3 +175,47 @@ def test_serve_demo_for_real(tmp_path: Path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def no_uvicorn(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Record what `loyalty serve` would have served instead of serving it."""
+    import uvicorn
+
+    calls: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))
+    return calls
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "loyalty.example.com"])
+def test_serve_refuses_an_open_address_with_the_development_secret(
+    cli_db: Path, no_uvicorn: list[dict], monkeypatch: pytest.MonkeyPatch, host: str
+):
+    monkeypatch.delenv("LOYALTY_SECRET_KEY", raising=False)
+    get_settings.cache_clear()
+    code, out = run("serve", "--host", host)
+    assert code == 1, out
+    assert f"refusing to listen on {host}" in out and "LOYALTY_SECRET_KEY" in out
+    assert "export LOYALTY_SECRET_KEY=$(python3 -c" in out and "127.0.0.1" in out
+    assert no_uvicorn == [] and not cli_db.exists()  # refused before anything was done
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_serve_on_loopback_keeps_the_development_secret(
+    cli_db: Path, no_uvicorn: list[dict], monkeypatch: pytest.MonkeyPatch, host: str
+):
+    monkeypatch.delenv("LOYALTY_SECRET_KEY", raising=False)
+    get_settings.cache_clear()
+    code, out = run("serve", "--host", host, "--port", "8123")
+    assert code == 0, out
+    assert [(c["host"], c["port"]) for c in no_uvicorn] == [(host, 8123)]
+
+
+def test_serve_on_an_open_address_with_a_real_secret(
+    cli_db: Path, no_uvicorn: list[dict], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("LOYALTY_SECRET_KEY", secrets.token_urlsafe(48))
+    get_settings.cache_clear()
+    code, out = run("serve", "--host", "0.0.0.0")
+    assert code == 0, out
+    assert [c["host"] for c in no_uvicorn] == ["0.0.0.0"]

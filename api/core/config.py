@@ -75,7 +75,12 @@ def is_loopback(host: str) -> bool:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOYALTY_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOYALTY_",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,  # a refused start-up must not print the secrets it read
+    )
 
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite+aiosqlite:///./loyalty.db"

@@ -6,13 +6,14 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.core import ratelimit
+from api.core import ratelimit, throttle
 from api.core.config import Settings
 from api.core.db import make_engine, make_sessionmaker, run_in_transaction
 from api.insights import service as insights_service
 from api.loyalty import jobs as ledger_jobs
 from api.loyalty import redemptions, rewards
 from api.members import identity
+from api.org import signin as staff_signin
 from api.push import jobs as push_jobs
 from api.push import transport as push_transport
 
@@ -22,7 +23,12 @@ Job = Callable[[AsyncSession], Awaitable[int]]
 
 
 async def _housekeeping(session: AsyncSession) -> int:
-    return await ratelimit.prune(session) + await identity.prune_used_codes(session)
+    return (
+        await ratelimit.prune(session)
+        + await identity.prune_used_codes(session)
+        + await throttle.prune(session)
+        + await staff_signin.prune_console_sessions(session)
+    )
 
 
 JOBS: list[tuple[str, Job]] = [

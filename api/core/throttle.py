@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import delete, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
@@ -133,3 +133,15 @@ async def succeeded(
         else:
             row.failures = max(row.failures - 1, 0)
     await session.flush()
+
+
+async def prune(session: AsyncSession, *, older_than: timedelta = timedelta(days=7)) -> int:
+    """Forget keys with no attempt for `older_than` and no lockout running."""
+    now = clock.now()
+    result = await session.execute(
+        delete(AuthThrottle).where(
+            AuthThrottle.updated_at < now - older_than,
+            or_(AuthThrottle.locked_until.is_(None), AuthThrottle.locked_until < now),
+        )
+    )
+    return result.rowcount or 0

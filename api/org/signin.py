@@ -5,7 +5,7 @@ import logging
 import secrets
 from datetime import timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock, security, throttle
@@ -148,3 +148,19 @@ async def end_everything(session: AsyncSession, *, staff: Staff) -> None:
     )
     await session.flush()
     log.info("staff %s signed out everywhere (generation %s)", staff.id, staff.token_generation)
+
+
+async def prune_console_sessions(
+    session: AsyncSession, *, older_than: timedelta = timedelta(days=1)
+) -> int:
+    """Drop console sessions that ended (expired or revoked) more than `older_than` ago."""
+    cutoff = clock.now() - older_than
+    result = await session.execute(
+        delete(StaffSession).where(
+            or_(
+                StaffSession.expires_at < cutoff,
+                StaffSession.revoked_at < cutoff,
+            )
+        )
+    )
+    return result.rowcount or 0

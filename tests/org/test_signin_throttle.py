@@ -7,7 +7,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -257,3 +257,31 @@ async def test_parallel_guesses_across_accounts_hit_the_address_limit_exactly(
     answers = await _guess_all(committed.app, IPS[1], tries)
     statuses = Counter((r.status_code, r.json().get("error")) for r in answers)
     assert statuses == {(401, "BadCredentials"): 20, (429, "SignInLocked"): 20}, statuses
+
+
+async def test_housekeeping_forgets_quiet_keys_but_not_running_lockouts(session):
+    from api.core import throttle
+
+    now = clock.now()
+    session.add_all(
+        [
+            AuthThrottle(
+                scope="t", key="quiet", failures=2, lockouts=0, updated_at=now - timedelta(days=8)
+            ),
+            AuthThrottle(
+                scope="t",
+                key="locked",
+                failures=0,
+                lockouts=9,
+                locked_until=now + timedelta(hours=1),
+                updated_at=now - timedelta(days=8),
+            ),
+            AuthThrottle(scope="t", key="recent", failures=1, lockouts=0, updated_at=now),
+        ]
+    )
+    await session.flush()
+    assert await throttle.prune(session) == 1
+    keys = (
+        await session.execute(select(AuthThrottle.key).where(AuthThrottle.scope == "t"))
+    ).scalars()
+    assert sorted(keys) == ["locked", "recent"]

@@ -228,3 +228,16 @@ async def test_patch_staff_changes_name_role_and_scope(client, org):
         f"/v1/staff/{cashier.id}", json={"active": False}, headers=org.headers["marketer"]
     )
     assert_error(refused, 403, "RoleNotAllowed")
+
+
+async def test_housekeeping_drops_ended_console_sessions(console_for, org, session):  # noqa: F811
+    from api.org import signin
+
+    console = await console_for(org.staff["admin"].email)
+    await console.get("/org")
+    await console.post("/logout")
+    await console_for(org.staff["admin"].email)  # a live one
+    assert await signin.prune_console_sessions(session) == 0  # kept a day after they end
+    with clock.frozen(clock.now() + timedelta(days=2)):
+        assert await signin.prune_console_sessions(session) == 2  # revoked; expired
+    assert (await session.execute(select(StaffSession.id))).scalars().all() == []

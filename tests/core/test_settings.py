@@ -152,14 +152,14 @@ def test_the_docs_still_show_placeholders_to_check():
     [
         DEV_SECRET,
         "CHANGE-ME-to-48-random-characters",  # the old docs/deployment.md placeholder
-        "please-change-me-" + secrets.token_hex(16),  # a marker, however long
-        "replace_me_" + secrets.token_urlsafe(32),
+        pytest.param("please-change-me-" + secrets.token_hex(16), id="change-me-marker"),
+        pytest.param("replace_me_" + secrets.token_urlsafe(32), id="replace-me-marker"),
         TEST_SUITE_SECRET,
         "x" * 40,  # long but one character
         "ab" * 24,  # two characters
         "0123456789" * 3 + "01",  # 32 characters but ten digits: ~106 bits estimated
-        secrets.token_hex(16),  # 32 hex digits: ~120 bits estimated, under 128
-        secrets.token_urlsafe(16),  # 22 characters
+        pytest.param(secrets.token_hex(16), id="hex-32"),  # ~120 bits estimated, under 128
+        pytest.param(secrets.token_urlsafe(16), id="urlsafe-22-characters"),
     ],
 )
 def test_production_refuses_placeholders_and_weak_secrets(monkeypatch, secret):
@@ -179,10 +179,10 @@ def test_no_value_from_the_docs_passes_as_a_production_secret(monkeypatch, value
 @pytest.mark.parametrize(
     "secret",
     [
-        secrets.token_urlsafe(48),
-        secrets.token_urlsafe(32),
-        secrets.token_hex(32),  # `openssl rand -hex 32`
-        base64.b64encode(os.urandom(32)).decode(),  # `openssl rand -base64 32`
+        pytest.param(secrets.token_urlsafe(48), id="token_urlsafe-48"),
+        pytest.param(secrets.token_urlsafe(32), id="token_urlsafe-32"),
+        pytest.param(secrets.token_hex(32), id="openssl-rand-hex-32"),
+        pytest.param(base64.b64encode(os.urandom(32)).decode(), id="openssl-rand-base64-32"),
     ],
 )
 def test_production_accepts_random_secrets(monkeypatch, secret):

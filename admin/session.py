@@ -1,10 +1,13 @@
 """The console's staff session cookie (a short signed JWT) and CSRF tokens bound to it.
 
 The cookie holds `{sub: staff id, typ: "console", sid: random}`; it is HttpOnly, SameSite=Lax,
-and Secure outside development. Its lifetime is short and slides: a request in the second half
-of it gets a fresh cookie with the same `sid`, so forms already open stay valid. Each form
-carries `csrf_token = HMAC(secret, sid)` (htmx sends it as `X-CSRF-Token`); before sign-in the
-sign-in form is bound the same way to a random pre-session cookie.
+and Secure outside development. `sid` names a server-side session row (`org_staff_session`,
+stored as a digest) that every request checks, so sign-out, "sign out everywhere" and
+deactivation end the session even for someone who kept a copy of the cookie. Its lifetime is
+short and slides: a request in the second half of it (whose session is still live) gets a fresh
+cookie with the same `sid`, and the row's expiry moves with it, so forms already open stay
+valid. Each form carries `csrf_token = HMAC(secret, sid)` (htmx sends it as `X-CSRF-Token`);
+before sign-in the sign-in form is bound the same way to a random pre-session cookie.
 """
 
 import hashlib
@@ -38,9 +41,9 @@ def lifetime(settings: Settings) -> timedelta:
     return timedelta(minutes=settings.staff_token_minutes)
 
 
-def issue(settings: Settings, staff_id: int, sid: str | None = None) -> str:
-    """A session token for the staff member (a new session id unless one is carried over)."""
-    claims = {"sub": str(staff_id), "typ": TOKEN_KIND, "sid": sid or secrets.token_urlsafe(16)}
+def issue(settings: Settings, staff_id: int, sid: str) -> str:
+    """The cookie of the console session `sid` (see api.org.signin.start_console_session)."""
+    claims = {"sub": str(staff_id), "typ": TOKEN_KIND, "sid": sid}
     return security.encode_jwt(settings.secret_key, claims, lifetime(settings))
 
 
@@ -110,6 +113,7 @@ class ConsoleSessionMiddleware:
             half = lifetime(self.settings).total_seconds() / 2
             if claims["exp"] - clock.now().timestamp() < half:
                 renew = issue(self.settings, int(claims["sub"]), claims["sid"])
+                state["console_renew_for"] = lifetime(self.settings)
         pre = cookies.get(PRE_SESSION_COOKIE)
         new_pre = None
         if not pre or len(pre) > 64:
@@ -119,7 +123,12 @@ class ConsoleSessionMiddleware:
         async def send_with_cookies(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                if renew and not state.get("console_signed_out"):
+                # only a session the request found live (api.org.dependencies) is renewed
+                if (
+                    renew
+                    and state.get("console_session_ok")
+                    and not state.get("console_signed_out")
+                ):
                     max_age = int(lifetime(self.settings).total_seconds())
                     headers.append(
                         "set-cookie",

@@ -14,6 +14,13 @@ from api.core.config import Settings, get_settings
 
 
 def _setup_logging() -> None:
+    from pydantic import ValidationError
+
+    try:
+        get_settings()
+    except ValidationError as e:  # a refused setting (e.g. a weak secret): its reason, no trace
+        reasons = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+        raise click.ClickException(reasons) from e
     logging.basicConfig(
         level=get_settings().log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -47,6 +54,7 @@ def serve(host: str, port: int, demo: bool, workers: int) -> None:
     from api.core import migrate as migrations
 
     settings = get_settings()
+    refuse_open_development_secret(settings, host)
     if settings.is_sqlite:
         migrations.upgrade_head(settings.database_url)
     if demo:
@@ -57,6 +65,21 @@ def serve(host: str, port: int, demo: bool, workers: int) -> None:
     base = f"http://{host}:{port}"
     click.echo(f"console {base}/admin · API docs {base}/docs")
     uvicorn.run("api.main:app", host=host, port=port, workers=workers, proxy_headers=True)
+
+
+def refuse_open_development_secret(settings: Settings, host: str) -> None:
+    """Development accepts any secret, but only for a server this machine alone can reach:
+    with a known secret anyone could sign tokens, an admin's too."""
+    from api.core.config import GENERATE_SECRET, is_loopback, secret_problem
+
+    problem = secret_problem(settings.secret_key, env=settings.env)
+    if settings.env == "development" and problem and not is_loopback(host):
+        raise click.ClickException(
+            f"refusing to listen on {host}: LOYALTY_SECRET_KEY is not fit to sign tokens "
+            f"({problem}), and anyone who can reach this address could forge an admin's. "
+            "Listen on 127.0.0.1, or set a random secret first, e.g. "
+            f"`export LOYALTY_SECRET_KEY=$({GENERATE_SECRET})`"
+        )
 
 
 @main.command()

@@ -60,6 +60,15 @@ async def _bootstrap(app: FastAPI, settings: Settings) -> None:
         log.info("created the first admin from LOYALTY_BOOTSTRAP_ADMIN_EMAIL")
 
 
+def _announce_test_phones(settings: Settings) -> None:
+    if settings.test_phone_codes.strip() and settings.env == "production":
+        log.warning(
+            "LOYALTY_TEST_PHONE_CODES is allowed in production (LOYALTY_ALLOW_TEST_PHONE_CODES):"
+            " %d phone(s) sign in with a fixed code; remove them after the app-store review",
+            len(settings.test_phone_code_map),
+        )
+
+
 def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # type: ignore[no-untyped-def]
     settings = settings or get_settings()
 
@@ -67,6 +76,7 @@ def create_app(settings: Settings | None = None, *, engine=None) -> FastAPI:  # 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _bootstrap(app, settings)
         push_transport.announce(settings)
+        _announce_test_phones(settings)
         background = None
         if settings.run_worker_in_process:
             background = asyncio.create_task(worker.loop(app.state.sessionmaker, settings))

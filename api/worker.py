@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.core import ratelimit
+from api.core import ratelimit, throttle
 from api.core.config import Settings
 from api.core.db import make_engine, make_sessionmaker, run_in_transaction
 from api.insights import service as insights_service
@@ -14,6 +14,7 @@ from api.loyalty.ledger import jobs as ledger_jobs
 from api.loyalty.rewards import service as rewards
 from api.loyalty.till import redemptions
 from api.members import identity
+from api.org import signin as staff_signin
 from api.push import jobs as push_jobs
 from api.push import transport as push_transport
 
@@ -23,7 +24,12 @@ Job = Callable[[AsyncSession], Awaitable[int]]
 
 
 async def _housekeeping(session: AsyncSession) -> int:
-    return await ratelimit.prune(session) + await identity.prune_used_codes(session)
+    return (
+        await ratelimit.prune(session)
+        + await identity.prune_used_codes(session)
+        + await throttle.prune(session)
+        + await staff_signin.prune_console_sessions(session)
+    )
 
 
 JOBS: list[tuple[str, Job]] = [

@@ -3,6 +3,7 @@ runner, and `loyalty serve --demo` for real as a subprocess."""
 
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -62,10 +63,19 @@ def test_demo_loads_once(cli_db: Path, monkeypatch: pytest.MonkeyPatch):
 
 def test_demo_refused_in_production(cli_db: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("LOYALTY_ENV", "production")
-    monkeypatch.setenv("LOYALTY_SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("LOYALTY_SECRET_KEY", secrets.token_urlsafe(48))
     get_settings.cache_clear()
     code, out = run("demo")
-    assert code == 1 and "LOYALTY_ENV=production" in out
+    assert code == 1 and "LOYALTY_ENV=production" in out and "demo" in out
+
+
+def test_a_refused_setting_is_a_clean_message(cli_db: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("LOYALTY_ENV", "production")
+    monkeypatch.setenv("LOYALTY_SECRET_KEY", "x" * 40)  # long, but one character repeated
+    get_settings.cache_clear()
+    code, out = run("migrate")
+    assert code == 1 and "LOYALTY_SECRET_KEY is refused" in out and "Traceback" not in out
+    assert "different" in out and "secrets.token_urlsafe" in out
 
 
 def test_create_admin(cli_db: Path):
@@ -165,3 +175,47 @@ def test_serve_demo_for_real(tmp_path: Path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def no_uvicorn(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Record what `loyalty serve` would have served instead of serving it."""
+    import uvicorn
+
+    calls: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: calls.append(kw))
+    return calls
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "loyalty.example.com"])
+def test_serve_refuses_an_open_address_with_the_development_secret(
+    cli_db: Path, no_uvicorn: list[dict], monkeypatch: pytest.MonkeyPatch, host: str
+):
+    monkeypatch.delenv("LOYALTY_SECRET_KEY", raising=False)
+    get_settings.cache_clear()
+    code, out = run("serve", "--host", host)
+    assert code == 1, out
+    assert f"refusing to listen on {host}" in out and "LOYALTY_SECRET_KEY" in out
+    assert "export LOYALTY_SECRET_KEY=$(python3 -c" in out and "127.0.0.1" in out
+    assert no_uvicorn == [] and not cli_db.exists()  # refused before anything was done
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_serve_on_loopback_keeps_the_development_secret(
+    cli_db: Path, no_uvicorn: list[dict], monkeypatch: pytest.MonkeyPatch, host: str
+):
+    monkeypatch.delenv("LOYALTY_SECRET_KEY", raising=False)
+    get_settings.cache_clear()
+    code, out = run("serve", "--host", host, "--port", "8123")
+    assert code == 0, out
+    assert [(c["host"], c["port"]) for c in no_uvicorn] == [(host, 8123)]
+
+
+def test_serve_on_an_open_address_with_a_real_secret(
+    cli_db: Path, no_uvicorn: list[dict], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("LOYALTY_SECRET_KEY", secrets.token_urlsafe(48))
+    get_settings.cache_clear()
+    code, out = run("serve", "--host", "0.0.0.0")
+    assert code == 0, out
+    assert [c["host"] for c in no_uvicorn] == ["0.0.0.0"]

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import io
 import re
+import secrets
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -229,7 +230,12 @@ async def test_printed_key_identifies_a_driver_by_plate(
 
 
 async def test_refused_in_production():
-    settings = make_settings(env="production", database_url="sqlite+aiosqlite:///unused.db")
+    settings = make_settings(
+        env="production",
+        database_url="sqlite+aiosqlite:///unused.db",
+        secret_key=secrets.token_urlsafe(48),
+        test_phone_codes="",
+    )
     with pytest.raises(demo.DemoRefused):
         await demo.load(settings)
 

@@ -8,9 +8,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from admin import nav, session
 from admin.web import read_flash, redirect, templates, url
 from api.core.db import SessionDep
-from api.org import service as org_service
+from api.core.deps import ClientIP
+from api.org import signin
+from api.org import texts as t
 from api.org.dependencies import CurrentStaff
-from api.org.exceptions import BadCredentials
+from api.org.exceptions import BadCredentials, SignInLocked
 
 router = APIRouter()
 
@@ -29,6 +31,7 @@ def _login_page(
     email: str = "",
     next_path: str | None = None,
     status_code: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     settings = request.app.state.settings
     response = templates.TemplateResponse(
@@ -44,6 +47,7 @@ def _login_page(
             "minutes": settings.staff_token_minutes,
         },
         status_code=status_code,
+        headers=headers,
     )
     return response
 
@@ -64,35 +68,63 @@ async def login_form(request: Request) -> HTMLResponse:
 async def login(
     request: Request,
     db: SessionDep,
+    ip: ClientIP,
     email: Annotated[str, Form(max_length=254)],
     password: Annotated[str, Form(max_length=128)],
     next: Annotated[str, Form(max_length=500)] = "",
 ) -> Response:
-    """Check e-mail and password and start a console session."""
+    """Check e-mail and password (throttled like the API) and start a console session."""
+    settings = request.app.state.settings
     try:
-        staff = await org_service.authenticate_staff(db, email=email, password=password)
+        staff = await signin.sign_in(
+            db, settings=settings, email=email, password=password, client_ip=ip
+        )
     except BadCredentials:
         return _login_page(
             request,
-            error="Incorrect e-mail or password.",
+            error=t.text("bad_credentials"),
             email=email,
             next_path=next,
             status_code=401,
         )
-    settings = request.app.state.settings
+    except SignInLocked as locked:
+        return _login_page(
+            request,
+            error=locked.detail,
+            email=email,
+            next_path=next,
+            status_code=429,
+            headers=locked.headers,
+        )
+    lifetime = session.lifetime(settings)
+    sid = await signin.start_console_session(db, staff=staff, lifetime=lifetime)
     target = _safe_next(request, next) or url(request, nav.home_for(staff.role))
     response = RedirectResponse(target, status_code=303)
-    max_age = int(session.lifetime(settings).total_seconds())
+    cookie = session.issue(settings, staff.id, sid)
     session.set_cookie(
-        response, settings, session.SESSION_COOKIE, session.issue(settings, staff.id), max_age
+        response, settings, session.SESSION_COOKIE, cookie, int(lifetime.total_seconds())
     )
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request) -> RedirectResponse:
-    """End the console session."""
+async def logout(
+    request: Request,
+    db: SessionDep,
+    everywhere: Annotated[str, Form(max_length=8)] = "",
+) -> RedirectResponse:
+    """End the console session (with `everywhere`, every session and API token too)."""
+    sid = getattr(request.state, "console_sid", None)
+    staff_id = getattr(request.state, "console_staff_id", None)
+    message = "signed_out"
+    if sid is not None and staff_id is not None:
+        staff = await signin.staff_of_console_session(db, staff_id=staff_id, sid=sid)
+        if staff is not None and everywhere:
+            await signin.end_everything(db, staff=staff)
+            message = "signed_out_everywhere"
+        else:
+            await signin.end_console_session(db, sid=sid)
     request.state.console_signed_out = True
-    response = redirect(request, "/login", ("info", "You are signed out."))
+    response = redirect(request, "/login", ("info", t.text(message)))
     session.clear_cookie(response, request.app.state.settings, session.SESSION_COOKIE)
     return response

@@ -1,6 +1,9 @@
 """Settings from the environment (prefix LOYALTY_)."""
 
+import ipaddress
+import math
 import re
+from collections import Counter
 from functools import lru_cache
 from typing import Literal
 
@@ -10,13 +13,74 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_SECRET = "development-only-secret-change-me"
 _TEST_PHONE_CODE = re.compile(r"^\+\d{6,15}\s*:\s*\d{6}$")
 
+# What a secret must have outside development (see secret_problem and docs/security-auth.md).
+SECRET_MIN_LENGTH = 32
+SECRET_MIN_DISTINCT = 10
+SECRET_MIN_BITS = 128
+# Words that mark a value copied from documentation, compared without case or punctuation.
+_PLACEHOLDER_MARKERS = (
+    "changeme",
+    "replaceme",
+    "placeholder",
+    "yoursecret",
+    "secrethere",
+    "example",
+    "developmentonly",
+)
+# The test suite's secret (tests/conftest.py): fine for `test`, never for production.
+_TEST_SUITE_SECRET_PREFIX = "test-secret-key"
+GENERATE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+
 
 class InsecureSecretError(ValueError):
     pass
 
 
+def estimated_bits(secret: str) -> float:
+    """Length × the Shannon entropy of the secret's own character frequencies (an upper bound
+    on what a guesser faces for a random string, far too generous for words)."""
+    if not secret:
+        return 0.0
+    n = len(secret)
+    per_char = -sum(c / n * math.log2(c / n) for c in Counter(secret).values())
+    return per_char * n
+
+
+def secret_problem(secret: str, *, env: str = "production") -> str | None:
+    """Why `secret` may not sign tokens outside development, or None when it may."""
+    folded = re.sub(r"[^a-z0-9]", "", secret.lower())
+    if secret == DEV_SECRET:
+        return "it is the development default"
+    if any(marker in folded for marker in _PLACEHOLDER_MARKERS):
+        return "it is a placeholder from the documentation"
+    if env == "production" and secret.startswith(_TEST_SUITE_SECRET_PREFIX):
+        return "it is the test suite's secret"
+    if len(secret) < SECRET_MIN_LENGTH:
+        return f"it is shorter than {SECRET_MIN_LENGTH} characters"
+    if len(set(secret)) < SECRET_MIN_DISTINCT:
+        return f"it has fewer than {SECRET_MIN_DISTINCT} different characters"
+    if estimated_bits(secret) < SECRET_MIN_BITS:
+        return f"it has less than an estimated {SECRET_MIN_BITS} bits of entropy"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a listen address) only accepts connections from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOYALTY_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOYALTY_",
+        env_file=".env",
+        extra="ignore",
+        hide_input_in_errors=True,  # a refused start-up must not print the secrets it read
+    )
 
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite+aiosqlite:///./loyalty.db"
@@ -28,6 +92,7 @@ class Settings(BaseSettings):
 
     default_phone_region: str = "CN"
     test_phone_codes: str = ""
+    allow_test_phone_codes: bool = False
 
     firebase_credentials: str | None = None
     fcm_url: str | None = Field(None, description="test only: base URL of a loopback fake FCM")
@@ -46,6 +111,13 @@ class Settings(BaseSettings):
     staff_token_minutes: int = Field(60, ge=1)
     member_token_minutes: int = Field(15, ge=1)
     refresh_token_days: int = Field(60, ge=1)
+    refresh_grace_seconds: int = Field(30, ge=0, le=300)
+
+    signin_failures_per_account: int = Field(5, ge=1)
+    signin_failures_per_ip: int = Field(20, ge=1)
+    signin_lockout_seconds: int = Field(60, ge=1)
+    signin_lockout_max_seconds: int = Field(3600, ge=1)
+    signin_forget_hours: int = Field(24, ge=1)
 
     otp_ttl_seconds: int = Field(300, ge=30)
     otp_max_attempts: int = Field(5, ge=1)
@@ -83,13 +155,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> "Settings":
-        if self.env != "development" and (
-            self.secret_key == DEV_SECRET or len(self.secret_key) < 32
-        ):
+        if self.env == "development":
+            return self
+        problem = secret_problem(self.secret_key, env=self.env)
+        if problem:
             raise InsecureSecretError(
-                "LOYALTY_SECRET_KEY must be set to a random value of at least 32 characters "
-                f"when LOYALTY_ENV={self.env} (e.g. `python -c 'import secrets; "
-                "print(secrets.token_urlsafe(48))'`)"
+                f"LOYALTY_SECRET_KEY is refused when LOYALTY_ENV={self.env}: {problem}. It must "
+                f"be random: at least {SECRET_MIN_LENGTH} characters, {SECRET_MIN_DISTINCT} "
+                f"different ones and an estimated {SECRET_MIN_BITS} bits; generate one with "
+                f"`{GENERATE_SECRET}`"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_test_phones_in_production(self) -> "Settings":
+        in_production = self.env == "production" and self.test_phone_codes.strip()
+        if in_production and not self.allow_test_phone_codes:
+            raise ValueError(
+                "LOYALTY_TEST_PHONE_CODES is set while LOYALTY_ENV=production: those phones "
+                "sign in with a fixed code. Remove it, or set "
+                "LOYALTY_ALLOW_TEST_PHONE_CODES=true if an app-store review needs it"
             )
         return self
 

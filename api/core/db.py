@@ -125,13 +125,32 @@ async def run_in_transaction(
     maker: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]]
 ) -> T:
     async with maker() as session, session.begin():
+        session.info["sessionmaker"] = maker
         return await work(session)
+
+
+async def run_apart(session: AsyncSession, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in its own short transaction, committed before this one goes on.
+
+    For counters that must hold whatever the request then does (a guess at a code or a
+    password is counted before it is compared, so parallel guesses cannot outrun the count),
+    without holding their row locks for the rest of the request. It must run before the
+    request's session has begun its own transaction: on SQLite a second writer would wait for
+    the first, and under the tests' savepoints the request's rollback would take it along.
+    """
+    maker = session.info.get("sessionmaker")
+    if maker is None:
+        raise RuntimeError("run_apart needs a session from get_session or run_in_transaction")
+    if session.in_transaction():
+        raise RuntimeError("run_apart must run before the session's own transaction begins")
+    return await run_in_transaction(maker, work)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """Session for one request: committed after the endpoint returns, before the response."""
     maker = request.app.state.sessionmaker
     async with maker() as session:
+        session.info["sessionmaker"] = maker
         try:
             yield session
             await session.commit()

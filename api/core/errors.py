@@ -49,6 +49,16 @@ class Unauthorized(DomainError):
     headers = {"WWW-Authenticate": "Bearer"}
 
 
+class TokenExpired(Unauthorized):
+    """The access token expired; get a new one (members: POST /v1/auth/refresh)."""
+
+    headers = {
+        "WWW-Authenticate": (
+            'Bearer error="invalid_token", error_description="The access token expired"'
+        )
+    }
+
+
 class Forbidden(DomainError):
     """Not allowed for this role."""
 

@@ -1,4 +1,5 @@
-"""Cross-cutting tables: rate-limit hits, idempotency records, personal-data access log."""
+"""Cross-cutting tables: rate-limit hits, sign-in throttles, idempotency records, personal-data
+access log."""
 
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,22 @@ class RateHit(Base):
     bucket: Mapped[str] = mapped_column(String(40))
     key: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = created_at_column()
+
+
+class AuthThrottle(Base):
+    """Failed guesses at one secret per (scope, key), e.g. a staff account or a client address,
+    and the lockout they caused. Its row is also the lock that serialises one key's attempts."""
+
+    __tablename__ = "core_auth_throttle"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+    id: Mapped[int] = pk_column()
+    scope: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(128))
+    failures: Mapped[int] = mapped_column(Integer, default=0, doc="since the last lockout")
+    lockouts: Mapped[int] = mapped_column(Integer, default=0, doc="each one twice as long")
+    locked_until: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = created_at_column()
 
 
 class IdempotencyRecord(Base):

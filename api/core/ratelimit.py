@@ -1,6 +1,6 @@
 """Sliding-window rate limits kept in the database, so every replica sees the same counts."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,10 +32,23 @@ async def enforce(
         raise TooManyRequests(detail, retry_after=int(window.total_seconds()))
 
 
-async def hit(session: AsyncSession, bucket: str, key: str) -> None:
-    """Record a hit inside the current transaction."""
-    session.add(RateHit(bucket=bucket, key=key, created_at=clock.now()))
+async def hit(session: AsyncSession, bucket: str, key: str) -> int:
+    """Record a hit inside the current transaction; returns its id."""
+    row = RateHit(bucket=bucket, key=key, created_at=clock.now())
+    session.add(row)
     await session.flush()
+    return row.id
+
+
+async def latest(session: AsyncSession, bucket: str, key: str) -> datetime | None:
+    """When `key` was last hit in `bucket` (within the last two days, which prune keeps)."""
+    stmt = select(func.max(RateHit.created_at)).where(
+        RateHit.bucket == bucket,
+        RateHit.key == key,
+        RateHit.created_at > clock.now() - timedelta(days=2),
+    )
+    value = (await session.execute(stmt)).scalar_one_or_none()
+    return None if value is None else clock.as_utc(value)
 
 
 def hit_even_if_request_fails(session: AsyncSession, bucket: str, key: str) -> None:

@@ -1,5 +1,6 @@
 """Password hashing (argon2), JWTs, and hashes of high-entropy secrets (API keys, tokens)."""
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -55,16 +56,42 @@ def encode_jwt(secret_key: str, claims: dict[str, Any], lifetime: timedelta) -> 
 
 def decode_jwt(secret_key: str, token: str, *, kind: str) -> dict[str, Any] | None:
     """Claims of a valid, unexpired token of `kind`, else None."""
+    claims = verified_claims(secret_key, token)
+    if claims is None or claims.get("typ") != kind or is_expired(claims):
+        return None
+    return claims
+
+
+def verified_claims(secret_key: str, token: str) -> dict[str, Any] | None:
+    """The claims of a token signed with our key, expired or not; None for anything forged."""
     try:
-        claims = jwt.decode(
+        return jwt.decode(
             token,
             secret_key,
             algorithms=[JWT_ALGORITHM],
-            # exp is checked below against clock.now(); PyJWT would judge iat by the wall clock.
+            # exp is checked against clock.now() by the caller; PyJWT would use the wall clock.
             options={"verify_exp": False, "verify_iat": False, "require": ["exp", "sub", "typ"]},
         )
     except jwt.PyJWTError:
         return None
-    if claims.get("typ") != kind or claims["exp"] < clock.now().timestamp():
-        return None
-    return claims
+
+
+def is_expired(claims: dict[str, Any]) -> bool:
+    return bool(claims["exp"] < clock.now().timestamp())
+
+
+def expired_kind(secret_key: str, token: str) -> str | None:
+    """The `typ` of a token we signed that has expired (so the caller should refresh)."""
+    claims = verified_claims(secret_key, token)
+    return str(claims.get("typ")) if claims is not None and is_expired(claims) else None
+
+
+def successor_token(secret_key: str, token: str, prefix: str = "") -> str:
+    """The token that replaces `token` when it is rotated, derived with a keyed hash.
+
+    Only someone holding `token` itself (and the server, holding the key) can compute it, so
+    a second, simultaneous use of `token` can be answered with the same successor while only
+    hashes are stored. 256 bits, like new_token.
+    """
+    mac = hmac.new(secret_key.encode(), f"successor:{token}".encode(), hashlib.sha256).digest()
+    return prefix + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()

@@ -1,9 +1,10 @@
 """The signed-in member (bearer JWT), and members loaded within a staff scope."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import access, security
@@ -15,7 +16,7 @@ from api.core.errors import Unauthorized, request_id
 from api.core.idempotency import IdempotencyKey, Once
 from api.members import service
 from api.members.exceptions import MemberBlocked
-from api.members.models import Member
+from api.members.models import Member, MemberSignIn
 from api.members.sms import SmsSender
 from api.org.dependencies import (
     TERMINAL_KEY_HEADER,
@@ -23,6 +24,7 @@ from api.org.dependencies import (
     StaffScope,
     current_terminal,
     refuse,
+    refuse_expired,
     staff_of_token,
 )
 
@@ -40,13 +42,12 @@ async def current_member(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(member_bearer)],
 ) -> Member:
-    """The member signed in on the app."""
-    claims = (
-        security.decode_jwt(settings.secret_key, credentials.credentials, kind="member")
-        if credentials
-        else None
-    )
-    member = await session.get(Member, int(claims["sub"])) if claims else None
+    """The member signed in on the app, whose sign-in has not been revoked."""
+    claims = None
+    if credentials:
+        refuse_expired(settings, credentials.credentials)
+        claims = security.decode_jwt(settings.secret_key, credentials.credentials, kind="member")
+    member = await _member_of_sign_in(session, claims) if claims else None
     if member is None:
         await _refuse_other_callers(request, session, settings, credentials)
         raise MemberNotAuthenticated()
@@ -57,6 +58,29 @@ async def current_member(
 
 
 CurrentMember = Annotated[Member, Depends(current_member)]
+
+# Built once, one round trip per request: the member (primary key) and whether the token's
+# sign-in was revoked (unique key). A token without a sign-in row is one minted outside
+# sign-in (tests); every token the API issues has one.
+_MEMBER_OF_SIGN_IN = (
+    select(Member, MemberSignIn.revoked_at)
+    .outerjoin(
+        MemberSignIn,
+        and_(MemberSignIn.family == bindparam("fid"), MemberSignIn.member_id == Member.id),
+    )
+    .where(Member.id == bindparam("member_id"))
+)
+
+
+async def _member_of_sign_in(session: AsyncSession, claims: dict[str, Any]) -> Member | None:
+    fid = claims.get("fid")
+    if not isinstance(fid, str):  # issued before sign-ins could be revoked: refresh
+        return None
+    params = {"member_id": int(claims["sub"]), "fid": fid}
+    row = (await session.execute(_MEMBER_OF_SIGN_IN, params)).first()
+    if row is None or row[1] is not None:
+        return None
+    return row[0]
 
 
 async def member_once(

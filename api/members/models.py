@@ -84,6 +84,21 @@ class OtpChallenge(Base):
     created_at: Mapped[datetime] = created_at_column()
 
 
+class MemberSignIn(Base):
+    """One sign-in on one device (a refresh-token family). Access tokens carry its `family`;
+    revoking it (sign-out, a reused refresh token) ends them at the next request."""
+
+    __tablename__ = "member_sign_in"
+
+    id: Mapped[int] = pk_column()
+    family: Mapped[str] = mapped_column(String(32), unique=True)
+    member_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("member.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = created_at_column()
+    revoked_at: Mapped[datetime | None]
+
+
 class RefreshToken(Base):
     """Rotating refresh tokens; a family is one sign-in, revoked whole on reuse."""
 

@@ -13,9 +13,9 @@ from api.core.access import Policy
 from api.core.config import Settings
 from api.core.db import SessionDep
 from api.core.deps import SettingsDep, get_settings_dep
-from api.core.errors import Forbidden, Unauthorized
+from api.core.errors import Forbidden, TokenExpired, Unauthorized
 from api.core.idempotency import IdempotencyKey, Once
-from api.org import service
+from api.org import service, signin
 from api.org.models import Role, Staff, Store, Terminal
 from api.org.scope import GLOBAL, Scope
 
@@ -51,11 +51,24 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+ACCESS_TOKEN_KINDS = frozenset({"staff", MEMBER_TOKEN_KIND})
+
+
 async def staff_of_token(session: AsyncSession, settings: Settings, token: str) -> Staff | None:
-    """The active staff member a staff token was issued to, if the token is valid."""
+    """The active staff member a staff token was issued to, if the token is valid and of the
+    account's current token generation (sign-out everywhere and deactivation raise it)."""
     claims = security.decode_jwt(settings.secret_key, token, kind="staff")
     staff = await session.get(Staff, int(claims["sub"])) if claims is not None else None
-    return staff if staff is not None and staff.active else None
+    if staff is None or not staff.active or claims is None:
+        return None
+    return staff if claims.get("gen") == staff.token_generation else None
+
+
+def refuse_expired(settings: Settings, token: str) -> None:
+    """401 TokenExpired for an access token we signed that has expired: the caller should
+    refresh (members) or sign in again (staff), not treat it as a forged one."""
+    if security.expired_kind(settings.secret_key, token) in ACCESS_TOKEN_KINDS:
+        raise TokenExpired()
 
 
 def refuse(needed: str, sent: str) -> CallerNotAllowed:
@@ -78,6 +91,7 @@ async def current_staff(
 ) -> Staff:
     """The signed-in staff member, from the bearer token or the console's session."""
     if token:
+        refuse_expired(settings, token)
         staff = await staff_of_token(session, settings, token)
         if staff is None and security.decode_jwt(
             settings.secret_key, token, kind=MEMBER_TOKEN_KIND
@@ -85,7 +99,7 @@ async def current_staff(
             raise refuse("staff", "a member token")
     else:
         staff_id = getattr(request.state, "console_staff_id", None)
-        staff = await session.get(Staff, staff_id) if staff_id is not None else None
+        staff = await _staff_of_console(request, session, staff_id)
         api_key = request.headers.get(TERMINAL_KEY_HEADER)
         if staff_id is None and api_key:
             await current_terminal(request, session, api_key)
@@ -97,6 +111,25 @@ async def current_staff(
 
 
 CurrentStaff = Annotated[Staff, Depends(current_staff)]
+
+
+async def _staff_of_console(
+    request: Request, session: AsyncSession, staff_id: int | None
+) -> Staff | None:
+    """The staff member of the console session on the request, if it is still live; a
+    session past half its life slides (the console middleware renews its cookie)."""
+    sid = getattr(request.state, "console_sid", None)
+    if staff_id is None or sid is None:
+        return None
+    staff = await signin.staff_of_console_session(
+        session,
+        staff_id=staff_id,
+        sid=sid,
+        extend_to=getattr(request.state, "console_renew_for", None),
+    )
+    if staff is not None:
+        request.state.console_session_ok = True
+    return staff
 
 
 def require_roles(*roles: Role) -> Callable[..., Coroutine[Any, Any, Staff]]:

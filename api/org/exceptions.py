@@ -1,4 +1,4 @@
-from api.core.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from api.core.errors import Conflict, InvalidInput, NotFound, TooManyRequests, Unauthorized
 
 
 class RegionNotFound(NotFound):
@@ -41,3 +41,11 @@ class InvalidApiKey(Unauthorized):
     """Missing, unknown or revoked terminal API key."""
 
     headers = {"WWW-Authenticate": "ApiKey"}
+
+
+class SignInLocked(TooManyRequests):
+    """Too many failed sign-ins; wait before trying again."""
+
+
+class StaffSelfChange(Conflict):
+    """You cannot deactivate your own account or take away your own admin role."""

@@ -3,7 +3,7 @@
 import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, String
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.core.db import Base, created_at_column, pk_column
@@ -75,4 +75,26 @@ class Staff(Base):
     region_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("org_region.id"))
     store_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("org_store.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    token_generation: Mapped[int] = mapped_column(
+        Integer,
+        default=0,
+        server_default="0",
+        doc="In every staff token; raising it (sign out everywhere, deactivation) voids them",
+    )
     created_at: Mapped[datetime] = created_at_column()
+
+
+class StaffSession(Base):
+    """A console sign-in: the cookie carries its random id, stored here only as a digest.
+    Every console request checks it is neither revoked nor expired."""
+
+    __tablename__ = "org_staff_session"
+
+    id: Mapped[int] = pk_column()
+    staff_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("org_staff.id", ondelete="CASCADE"), index=True
+    )
+    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = created_at_column()
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]

@@ -5,14 +5,15 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from api.core.access import PolicyRouter, Public
 from api.core.db import SessionDep
-from api.core.deps import SettingsDep
-from api.org import service
+from api.core.deps import ClientIP, SettingsDep
+from api.org import service, signin
 from api.org.dependencies import Admin, CurrentStaff, StaffScope
 from api.org.schemas import (
     RegionCreate,
     RegionRead,
     StaffCreate,
     StaffRead,
+    StaffUpdate,
     StoreCreate,
     StoreRead,
     StoreUpdate,
@@ -31,9 +32,12 @@ async def staff_token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     session: SessionDep,
     settings: SettingsDep,
+    ip: ClientIP,
 ) -> Token:
-    """Staff sign-in: e-mail and password (OAuth2 password form) → bearer JWT."""
-    staff = await service.authenticate_staff(session, email=form.username, password=form.password)
+    """Staff sign-in: e-mail and password (OAuth2 password form) → bearer JWT (throttled)."""
+    staff = await signin.sign_in(
+        session, settings=settings, email=form.username, password=form.password, client_ip=ip
+    )
     token, expires_in = service.issue_staff_token(settings, staff)
     return Token(access_token=token, expires_in=expires_in)
 
@@ -42,6 +46,13 @@ async def staff_token(
 async def who_am_i(staff: CurrentStaff) -> StaffRead:
     """The signed-in staff member."""
     return StaffRead.model_validate(staff)
+
+
+@router.post("/staff/me/signout", status_code=status.HTTP_204_NO_CONTENT)
+async def sign_out_everywhere(staff: CurrentStaff, session: SessionDep) -> None:
+    """Sign out everywhere: every token and console session of the caller stops working."""
+    # No Idempotency-Key needed: a retry is refused, its token having ended with the rest.
+    await signin.end_everything(session, staff=staff)
 
 
 @router.post("/regions", response_model=RegionRead, status_code=status.HTTP_201_CREATED)
@@ -112,6 +123,16 @@ async def revoke_terminal(terminal_id: int, session: SessionDep, _: Admin) -> Te
 async def create_staff(body: StaffCreate, session: SessionDep, _: Admin) -> StaffRead:
     """Create a staff account with a role and, for managers and cashiers, a scope."""
     return StaffRead.model_validate(await service.create_staff(session, data=body))
+
+
+@router.patch("/staff/{staff_id}", response_model=StaffRead)
+async def update_staff(
+    staff_id: int, body: StaffUpdate, session: SessionDep, admin: Admin
+) -> StaffRead:
+    """Change a staff account; `active: false` ends its tokens and console sessions at once."""
+    return StaffRead.model_validate(
+        await service.update_staff(session, staff_id, data=body, by=admin)
+    )
 
 
 @router.get("/staff", response_model=list[StaffRead])

@@ -109,6 +109,25 @@ class StaffCreate(RequestModel):
     store_id: Id | None = None
 
 
+class StaffUpdate(BaseModel):
+    """Only the fields given change; `active: false` ends the account's tokens and sessions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=120)] | None = None
+    role: Role | None = None
+    region_id: Id | None = None
+    store_id: Id | None = None
+    active: bool | None = None
+
+    @field_validator("name", "role", "active")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("leave the field out to keep it; it cannot be null")
+        return value
+
+
 class StaffRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int

@@ -10,7 +10,7 @@ from api.core import clock, security
 from api.core.config import Settings
 from api.org import exceptions as exc
 from api.org.models import Region, Role, Staff, Store, Terminal
-from api.org.schemas import RegionCreate, StaffCreate, StoreCreate, StoreUpdate
+from api.org.schemas import RegionCreate, StaffCreate, StaffUpdate, StoreCreate, StoreUpdate
 from api.org.scope import GLOBAL, Scope
 
 GLOBAL_ROLES = {Role.admin, Role.marketer}
@@ -183,6 +183,7 @@ async def create_staff(session: AsyncSession, *, data: StaffCreate) -> Staff:
         region_id=region_id,
         store_id=data.store_id,
         active=True,
+        token_generation=0,
         created_at=clock.now(),
     )
     try:
@@ -204,6 +205,40 @@ async def get_staff(session: AsyncSession, staff_id: int) -> Staff:
     return staff
 
 
+async def update_staff(
+    session: AsyncSession, staff_id: int, *, data: StaffUpdate, by: Staff
+) -> Staff:
+    """Rename, change the role or scope, or (de)activate a staff account; deactivation ends
+    every token and console session the account holds."""
+    from api.org import signin  # signin imports this module
+
+    staff = await get_staff(session, staff_id)
+    changes = data.model_dump(exclude_unset=True)
+    if staff.id == by.id and (
+        changes.get("active") is False or changes.get("role", staff.role) != staff.role
+    ):
+        raise exc.StaffSelfChange()
+    role = Role(changes.get("role", staff.role))
+    scope_given = "region_id" in changes or "store_id" in changes or "role" in changes
+    if scope_given:
+        region_id = changes.get("region_id", staff.region_id if "role" not in changes else None)
+        store_id = changes.get("store_id", staff.store_id if "role" not in changes else None)
+        _check_scope_fits(role, region_id, store_id)
+        if store_id is not None:
+            region_id = (await get_store(session, store_id)).region_id
+        elif region_id is not None:
+            await get_region(session, region_id)
+        staff.role, staff.region_id, staff.store_id = role, region_id, store_id
+    if "name" in changes:
+        staff.name = changes["name"]
+    if "active" in changes:
+        was_active, staff.active = staff.active, changes["active"]
+        if was_active and not staff.active:
+            await signin.end_everything(session, staff=staff)
+    await session.flush()
+    return staff
+
+
 async def authenticate_staff(session: AsyncSession, *, email: str, password: str) -> Staff:
     """The active staff member with this e-mail and password."""
     stmt = select(Staff).where(Staff.email == email.strip().lower())
@@ -216,9 +251,13 @@ async def authenticate_staff(session: AsyncSession, *, email: str, password: str
 
 def issue_staff_token(settings: Settings, staff: Staff) -> tuple[str, int]:
     lifetime = timedelta(minutes=settings.staff_token_minutes)
-    token = security.encode_jwt(
-        settings.secret_key, {"sub": str(staff.id), "typ": "staff", "role": staff.role}, lifetime
-    )
+    claims = {
+        "sub": str(staff.id),
+        "typ": "staff",
+        "role": staff.role,
+        "gen": staff.token_generation or 0,
+    }
+    token = security.encode_jwt(settings.secret_key, claims, lifetime)
     return token, int(lifetime.total_seconds())
 
 

@@ -1,6 +1,7 @@
 """Member sign-in: one-time codes by SMS, the SMS senders, access JWTs, rotating refresh tokens."""
 
 import json
+import secrets
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from api.members import sms
 from api.members.models import Member, MemberConsent, OtpChallenge, RefreshToken
 from tests.conftest import TEST_CODE, TEST_PHONE, client_at, make_settings
 
+PRODUCTION_SECRET = secrets.token_urlsafe(48)
 PHONE = "+8613912345678"
 LOCAL = "139 1234 5678"
 T0 = datetime(2030, 6, 1, 8, 0, tzinfo=UTC)
@@ -370,7 +372,9 @@ async def test_console_sender_only_in_development(capsys):
     assert "424242" in capsys.readouterr().out
 
     for env in ("production", "test"):
-        quiet = sms.sender_for(make_settings(env=env))
+        quiet = sms.sender_for(
+            make_settings(env=env, secret_key=PRODUCTION_SECRET, test_phone_codes="")
+        )
         assert not isinstance(quiet, sms.ConsoleSender)
         await quiet.send_code(PHONE, "434343")
         out = capsys.readouterr()
@@ -380,7 +384,10 @@ async def test_console_sender_only_in_development(capsys):
 async def test_production_app_prints_no_codes(engine, maker, capsys):
     from api.main import create_app
 
-    app = create_app(make_settings(env="production"), engine=engine)
+    app = create_app(
+        make_settings(env="production", secret_key=PRODUCTION_SECRET, test_phone_codes=""),
+        engine=engine,
+    )
     app.state.sessionmaker = maker
     assert isinstance(app.state.sms_sender, sms.DiscardSender)
     async with client_at(app, "192.0.2.50") as client:
@@ -398,22 +405,26 @@ async def test_member_access_token_expires_after_15_minutes(client, sms):
         frozen.tick(15 * 60 - 1)
         assert (await client.get("/v1/me", headers=bearer(tokens))).status_code == 200
         frozen.tick(2)
-        assert_error(
-            await client.get("/v1/me", headers=bearer(tokens)), 401, "MemberNotAuthenticated"
+        r = await client.get("/v1/me", headers=bearer(tokens))
+        assert_error(r, 401, "TokenExpired")
+        assert r.headers["www-authenticate"] == (
+            'Bearer error="invalid_token", error_description="The access token expired"'
         )
 
 
 async def test_refresh_gives_a_new_pair_and_the_old_one_stops(client, sms, session):
-    tokens = await signed_in(client, sms)
-    r = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-    assert r.status_code == 200, r.text
-    fresh = r.json()
-    assert fresh["member_id"] == tokens["member_id"] and fresh["is_new"] is False
-    assert fresh["refresh_token"] != tokens["refresh_token"]
-    assert (await client.get("/v1/me", headers=bearer(fresh))).status_code == 200
+    with clock.frozen(T0) as frozen:
+        tokens = await signed_in(client, sms)
+        r = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert r.status_code == 200, r.text
+        fresh = r.json()
+        assert fresh["member_id"] == tokens["member_id"] and fresh["is_new"] is False
+        assert fresh["refresh_token"] != tokens["refresh_token"]
+        assert (await client.get("/v1/me", headers=bearer(fresh))).status_code == 200
 
-    old = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
-    assert old.status_code == 401
+        frozen.tick(31)  # past the grace window for a simultaneous refresh
+        old = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert_error(old, 401, "RefreshReused")
 
 
 async def test_refresh_tokens_are_stored_hashed(client, sms, session):

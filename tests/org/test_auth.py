@@ -96,8 +96,10 @@ async def test_expired_staff_token_is_401(client, session, settings):
         assert (await client.get("/v1/staff/me", headers=headers)).status_code == 200
         frozen.tick(2)
         r = await client.get("/v1/staff/me", headers=headers)
-        assert_error(r, 401, "NotAuthenticated")
-        assert r.headers["www-authenticate"] == "Bearer"
+        assert_error(r, 401, "TokenExpired")
+        assert r.headers["www-authenticate"] == (
+            'Bearer error="invalid_token", error_description="The access token expired"'
+        )
 
 
 @pytest.mark.parametrize("tamper", ["other secret", "member kind", "garbage"])

@@ -9,6 +9,7 @@ from admin import nav, session
 from admin.web import read_flash, redirect, templates, url
 from api.core.db import SessionDep
 from api.core.deps import ClientIP
+from api.org import service as org_service
 from api.org import signin
 from api.org import texts as t
 from api.org.dependencies import CurrentStaff
@@ -120,7 +121,7 @@ async def logout(
     if sid is not None and staff_id is not None:
         staff = await signin.staff_of_console_session(db, staff_id=staff_id, sid=sid)
         if staff is not None and everywhere:
-            await signin.end_everything(db, staff=staff)
+            await org_service.end_everything(db, staff=staff)
             message = "signed_out_everywhere"
         else:
             await signin.end_console_session(db, sid=sid)

@@ -52,7 +52,7 @@ async def who_am_i(staff: CurrentStaff) -> StaffRead:
 async def sign_out_everywhere(staff: CurrentStaff, session: SessionDep) -> None:
     """Sign out everywhere: every token and console session of the caller stops working."""
     # No Idempotency-Key needed: a retry is refused, its token having ended with the rest.
-    await signin.end_everything(session, staff=staff)
+    await service.end_everything(session, staff=staff)
 
 
 @router.post("/regions", response_model=RegionRead, status_code=status.HTTP_201_CREATED)

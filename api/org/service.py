@@ -1,17 +1,20 @@
 """Organisation: regions → stores → terminals, and staff with their scope."""
 
+import logging
 from datetime import timedelta
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock, security
 from api.core.config import Settings
 from api.org import exceptions as exc
-from api.org.models import Region, Role, Staff, Store, Terminal
+from api.org.models import Region, Role, Staff, StaffSession, Store, Terminal
 from api.org.schemas import RegionCreate, StaffCreate, StaffUpdate, StoreCreate, StoreUpdate
 from api.org.scope import GLOBAL, Scope
+
+log = logging.getLogger("loyalty.signin")
 
 GLOBAL_ROLES = {Role.admin, Role.marketer}
 API_KEY_PREFIX = "lk_"
@@ -210,8 +213,6 @@ async def update_staff(
 ) -> Staff:
     """Rename, change the role or scope, or (de)activate a staff account; deactivation ends
     every token and console session the account holds."""
-    from api.org import signin  # signin imports this module
-
     staff = await get_staff(session, staff_id)
     changes = data.model_dump(exclude_unset=True)
     if staff.id == by.id and (
@@ -234,9 +235,23 @@ async def update_staff(
     if "active" in changes:
         was_active, staff.active = staff.active, changes["active"]
         if was_active and not staff.active:
-            await signin.end_everything(session, staff=staff)
+            await end_everything(session, staff=staff)
     await session.flush()
     return staff
+
+
+async def end_everything(session: AsyncSession, *, staff: Staff) -> None:
+    """Every API token and console session of the staff member stops working."""
+    staff.token_generation = (staff.token_generation or 0) + 1
+    await session.execute(
+        update(StaffSession)
+        .where(StaffSession.staff_id == staff.id, StaffSession.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+    )
+    await session.flush()
+    logging.getLogger("loyalty.signin").info(
+        "staff %s signed out everywhere (generation %s)", staff.id, staff.token_generation
+    )
 
 
 async def authenticate_staff(session: AsyncSession, *, email: str, password: str) -> Staff:

@@ -138,18 +138,6 @@ async def end_console_session(session: AsyncSession, *, sid: str) -> None:
     )
 
 
-async def end_everything(session: AsyncSession, *, staff: Staff) -> None:
-    """Every API token and console session of the staff member stops working."""
-    staff.token_generation = (staff.token_generation or 0) + 1
-    await session.execute(
-        update(StaffSession)
-        .where(StaffSession.staff_id == staff.id, StaffSession.revoked_at.is_(None))
-        .values(revoked_at=clock.now())
-    )
-    await session.flush()
-    log.info("staff %s signed out everywhere (generation %s)", staff.id, staff.token_generation)
-
-
 async def prune_console_sessions(
     session: AsyncSession, *, older_than: timedelta = timedelta(days=1)
 ) -> int:

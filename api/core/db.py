@@ -146,6 +146,16 @@ async def run_apart(session: AsyncSession, work: Callable[[AsyncSession], Awaita
     return await run_in_transaction(maker, work)
 
 
+async def end_reads(session: AsyncSession) -> None:
+    """Commit a transaction that has only read so far (e.g. the caller's authentication), so
+    that `run_apart` may run next. Refuses when objects are waiting to be written."""
+    if not session.in_transaction():
+        return
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("end_reads: the session has changes; run_apart must come first")
+    await session.commit()
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """Session for one request: committed after the endpoint returns, before the response."""
     maker = request.app.state.sessionmaker

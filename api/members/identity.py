@@ -29,6 +29,16 @@ from api.members.schemas import CardRead, TotpParams
 # than "forged"; the cost is one HMAC per step, on the failing path only.
 EXPIRED_LOOKBACK = timedelta(hours=1)
 IDENTIFY_WINDOW = timedelta(minutes=1)
+# A receipt recorded while the till was offline carries the rotating code scanned then: it is
+# checked against the receipt's occurred_at (±1 step, each code once) for this long after
+# occurred_at. Such a code identifies the member for earning only, never for spending. Used
+# codes are kept a day longer than this, so an old code cannot be replayed after pruning.
+OFFLINE_CODE_WINDOW = timedelta(hours=72)
+USED_CODES_KEPT = OFFLINE_CODE_WINDOW + timedelta(days=1)
+
+
+class OfflineCodeTooOld(CodeExpired):
+    """A rotating code scanned offline is accepted only for a while after the receipt."""
 
 
 @dataclass(frozen=True)
@@ -53,27 +63,55 @@ def card_view(settings: Settings, member: Member) -> CardRead:
 
 
 async def _accept_rotating(
-    session: AsyncSession, settings: Settings, parsed: cards.ParsedPayload
-) -> Member:
+    session: AsyncSession,
+    settings: Settings,
+    parsed: cards.ParsedPayload,
+    scanned_at: datetime | None = None,
+) -> tuple[Member, bool]:
+    """The member of a rotating payload, and whether the code is fresh (of now, ±1 step).
+
+    With `scanned_at` (a receipt's occurred_at) a code of that moment (±1 step) is accepted
+    too, within OFFLINE_CODE_WINDOW: the till scanned it while offline. Either way each code
+    is accepted once."""
     member = await service.find_by_card(session, parsed.card_number)
     if member is None:
         raise CodeForged()
     now = clock.now()
     opts = {"period": settings.totp_period, "digits": settings.totp_digits}
     step = cards.matching_step(member.totp_secret, parsed.code, now, back=1, forward=1, **opts)
-    if step is None:
-        older = cards.matching_step(
-            member.totp_secret,
-            parsed.code,
-            now - timedelta(seconds=2 * settings.totp_period),
-            back=int(EXPIRED_LOOKBACK.total_seconds()) // settings.totp_period,
-            forward=0,
-            **opts,
+    fresh = step is not None
+    offline = scanned_at is not None and abs(now - scanned_at) > timedelta(
+        seconds=settings.totp_period
+    )
+    if step is None and offline:
+        assert scanned_at is not None
+        step = cards.matching_step(
+            member.totp_secret, parsed.code, scanned_at, back=1, forward=1, **opts
         )
-        raise CodeExpired() if older is not None else CodeForged()
+        if step is not None and scanned_at < now - OFFLINE_CODE_WINDOW:
+            raise OfflineCodeTooOld(
+                "A rotating code scanned offline is accepted for "
+                f"{int(OFFLINE_CODE_WINDOW.total_seconds() // 3600)} hours after occurred_at; "
+                "identify this receipt by card number instead."
+            )
+    if step is None:
+        lookback = int(EXPIRED_LOOKBACK.total_seconds()) // settings.totp_period
+        older = any(
+            cards.matching_step(
+                member.totp_secret,
+                parsed.code,
+                moment - timedelta(seconds=2 * settings.totp_period),
+                back=lookback,
+                forward=0,
+                **opts,
+            )
+            is not None
+            for moment in ([now, scanned_at] if offline and scanned_at else [now])
+        )
+        raise CodeExpired() if older else CodeForged()
     if not await _use_code(session, member.id, step, now):
         raise CodeReplayed()
-    return member
+    return member, fresh
 
 
 async def _use_code(session: AsyncSession, member_id: int, step: int, now: datetime) -> bool:
@@ -86,11 +124,14 @@ async def _use_code(session: AsyncSession, member_id: int, step: int, now: datet
     ).scalar_one_or_none() is not None
 
 
-async def _recognise(session: AsyncSession, settings: Settings, code: str) -> Identified:
+async def _recognise(
+    session: AsyncSession, settings: Settings, code: str, scanned_at: datetime | None = None
+) -> Identified:
     code = code.strip()
     parsed = cards.parse_payload(code)
     if parsed is not None:
-        return Identified(await _accept_rotating(session, settings, parsed), True, "rotating")
+        member, fresh = await _accept_rotating(session, settings, parsed, scanned_at)
+        return Identified(member, fresh, "rotating")
     card_number = cards.compact_card_number(code)
     if cards.is_card_number(card_number, settings.card_prefix, settings.card_length):
         member = await service.find_by_card(session, card_number)
@@ -115,12 +156,18 @@ async def _recognise(session: AsyncSession, settings: Settings, code: str) -> Id
 
 
 async def identify(
-    session: AsyncSession, *, settings: Settings, terminal_id: int, code: str
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    terminal_id: int,
+    code: str,
+    scanned_at: datetime | None = None,
 ) -> Identified:
     """Who is at the till: a rotating QR payload, a card number, a phone or a plate.
 
-    Only a fresh rotating code allows spending points. Failed attempts count per terminal
-    and past the limit the terminal is refused for a minute.
+    Only a fresh rotating code allows spending points; with `scanned_at` (an offline receipt's
+    occurred_at) a rotating code of that moment identifies for earning. Failed attempts count
+    per terminal and past the limit the terminal is refused for a minute.
     """
     key = str(terminal_id)
     await ratelimit.enforce(
@@ -132,7 +179,7 @@ async def identify(
         detail="Too many unrecognised codes at this terminal; wait a minute.",
     )
     try:
-        found = await _recognise(session, settings, code)
+        found = await _recognise(session, settings, code, scanned_at)
     except (CodeForged, CodeExpired, CodeReplayed, CodeNotRecognised):
         ratelimit.hit_even_if_request_fails(session, "identify_fail", key)
         raise
@@ -174,11 +221,20 @@ def _till_claims(settings: Settings, token: str) -> dict[str, Any]:
 
 
 async def resolve_member_code(
-    session: AsyncSession, *, settings: Settings, terminal_id: int, code: str
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    terminal_id: int,
+    code: str,
+    scanned_at: datetime | None = None,
 ) -> Identified:
-    """A till `member_code`: this terminal's till token, a rotating payload or a card."""
+    """A till `member_code`: this terminal's till token, a rotating payload or a card.
+    `scanned_at`: a receipt's occurred_at, for codes scanned while the till was offline
+    (earning only: a code accepted by it alone has `can_redeem` false)."""
     if not (code.startswith("ey") and code.count(".") == 2):
-        return await identify(session, settings=settings, terminal_id=terminal_id, code=code)
+        return await identify(
+            session, settings=settings, terminal_id=terminal_id, code=code, scanned_at=scanned_at
+        )
     claims = _till_claims(settings, code)
     if claims.get("term") != terminal_id:
         raise CodeForged("This till token belongs to another terminal.")
@@ -191,7 +247,7 @@ async def resolve_member_code(
 
 
 async def prune_used_codes(
-    session: AsyncSession, *, older_than: timedelta = timedelta(hours=1)
+    session: AsyncSession, *, older_than: timedelta = USED_CODES_KEPT
 ) -> int:
     result = await session.execute(
         delete(UsedCardCode).where(UsedCardCode.created_at < clock.now() - older_than)

@@ -12,6 +12,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -59,14 +60,31 @@ class MemberConsent(Base):
 
 
 class Vehicle(Base):
+    """A plate a member claims. Several members may claim one plate; only a verified claim
+    (one per plate) identifies its member at a fuel till."""
+
     __tablename__ = "member_vehicle"
+    __table_args__ = (
+        UniqueConstraint("member_id", "plate"),
+        Index(
+            "uq_member_vehicle_verified_plate",
+            "plate",
+            unique=True,
+            sqlite_where=text("verified_at IS NOT NULL"),
+            postgresql_where=text("verified_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = pk_column()
     member_id: Mapped[int] = mapped_column(
         BigInteger, ForeignKey("member.id", ondelete="CASCADE"), index=True
     )
-    plate: Mapped[str] = mapped_column(String(16), unique=True, doc="Normalised: no spaces/dots")
+    plate: Mapped[str] = mapped_column(String(16), doc="Normalised: no spaces/dots")
     created_at: Mapped[datetime] = created_at_column()
+    verified_at: Mapped[datetime | None] = mapped_column(
+        doc="when staff or a QR-identified fuel receipt confirmed the car; only then it earns"
+    )
+    verified_by: Mapped[str | None] = mapped_column(String(64), doc="terminal:<id> or staff:<id>")
 
 
 class OtpChallenge(Base):

@@ -9,6 +9,7 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    computed_field,
     field_validator,
 )
 
@@ -85,6 +86,13 @@ class VehicleRead(BaseModel):
     id: int
     plate: str
     created_at: datetime
+    verified_at: datetime | None = Field(None, exclude=True)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def verified(self) -> bool:
+        """Confirmed at a till: only a verified plate identifies the member at a fuel till."""
+        return self.verified_at is not None
 
 
 class MemberRead(BaseModel):

@@ -53,8 +53,11 @@ async def find_by_card(session: AsyncSession, card_number: str) -> Member | None
 
 
 async def find_by_plate(session: AsyncSession, plate: str) -> Member | None:
+    """The member whose claim on this plate was verified (unverified claims never identify)."""
     stmt = (
-        select(Member).join(Vehicle, Vehicle.member_id == Member.id).where(Vehicle.plate == plate)
+        select(Member)
+        .join(Vehicle, Vehicle.member_id == Member.id)
+        .where(Vehicle.plate == plate, Vehicle.verified_at.is_not(None))
     )
     return (await session.execute(stmt)).scalar_one_or_none()
 
@@ -71,9 +74,7 @@ async def enrol(
     phone = normalise_phone(data.phone, settings.default_phone_region)
     if await find_by_phone(session, phone) is not None:
         raise MemberExists()
-    plate = normalise_plate(data.plate) if data.plate else None
-    if plate and await find_by_plate(session, plate) is not None:
-        raise PlateTaken()
+    plate = normalise_plate(data.plate) if data.plate else None  # an unverified claim
     home_store_id = data.home_store_id if data.home_store_id is not None else store_id
     if home_store_id is not None:
         await org_service.get_store(session, home_store_id)
@@ -212,15 +213,16 @@ async def update_profile(
 
 
 async def add_vehicle(session: AsyncSession, member: Member, *, plate: str) -> Vehicle:
-    """Register a plate to the member; a plate belongs to one member."""
+    """Claim a plate for the member (unverified: it earns only once confirmed at a till).
+    Other members may claim the same plate; the claim verified at a till wins."""
     normalised = normalise_plate(plate)
     existing = (
-        await session.execute(select(Vehicle).where(Vehicle.plate == normalised))
+        await session.execute(
+            select(Vehicle).where(Vehicle.plate == normalised, Vehicle.member_id == member.id)
+        )
     ).scalar_one_or_none()
     if existing is not None:
-        if existing.member_id == member.id:
-            return existing
-        raise PlateTaken()
+        return existing
     vehicle = Vehicle(member_id=member.id, plate=normalised, created_at=clock.now())
     try:
         async with session.begin_nested():
@@ -236,6 +238,39 @@ async def remove_vehicle(session: AsyncSession, member: Member, *, vehicle_id: i
     )
     if not result.rowcount:
         raise MemberNotFound("no such vehicle on this member")
+
+
+async def verify_plate(
+    session: AsyncSession, member: Member, *, plate: str, by: str, claimed_only: bool = False
+) -> Vehicle | None:
+    """Confirm that the car with this plate is the member's (staff at a till, or a receipt
+    identified by the member's fresh QR code): the member's claim becomes verified, created
+    unless `claimed_only`, and every other member's claim on the plate is removed."""
+    normalised = normalise_plate(plate)
+    mine = (
+        await session.execute(
+            select(Vehicle)
+            .where(Vehicle.plate == normalised, Vehicle.member_id == member.id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if mine is None and claimed_only:
+        return None
+    await session.execute(
+        delete(Vehicle).where(Vehicle.plate == normalised, Vehicle.member_id != member.id)
+    )
+    now = clock.now()
+    if mine is None:
+        mine = Vehicle(member_id=member.id, plate=normalised, created_at=now)
+        session.add(mine)
+    if mine.verified_at is None:
+        mine.verified_at, mine.verified_by = now, by[:64]
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as e:  # verified for another member by a concurrent request
+        raise PlateTaken() from e
+    return mine
 
 
 async def vehicles_of(session: AsyncSession, member_id: int) -> list[Vehicle]:

@@ -23,6 +23,7 @@ from api.core import clock
 from api.core.pagination import PageParams, Slice, make_page
 from api.loyalty.ledger.exceptions import InsufficientPoints
 from api.loyalty.ledger.models import Account, LedgerEntry, LotUse
+from api.loyalty.program import service as program_service
 
 
 @dataclass(frozen=True)
@@ -278,3 +279,9 @@ async def expiring(
         .limit(limit)
     )
     return [(int(points), at) for points, at in (await session.execute(stmt)).all()]
+
+
+@program_service.register_in_use_check
+async def has_entries(session: AsyncSession) -> bool:
+    """Whether any ledger entry exists (the programme's currency is then fixed)."""
+    return (await session.execute(select(LedgerEntry.id).limit(1))).first() is not None

@@ -15,3 +15,7 @@ class InvalidRule(InvalidInput):
 
 class TierNotFound(NotFound):
     """No such tier."""
+
+
+class CurrencyLocked(Conflict):
+    """The programme already has receipts or ledger entries in its currency; it cannot change."""

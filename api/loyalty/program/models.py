@@ -17,6 +17,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from api.core.db import Base, created_at_column, pk_column
 
+# Price bounds per litre (fen) of the fuel grades the programme knows: a fuel line outside
+# them earns nothing and is refused (422), so a ¥0.01 line of 10,000 L cannot mint points.
+# Chinese pump prices in 2026 are ¥6–¥9 per litre; the bounds leave room on both sides.
+DEFAULT_FUEL_GRADES: dict[str, dict[str, int]] = {
+    grade: {"min_price": 400, "max_price": 1500}
+    for grade in ("92#", "95#", "98#", "0#", "-10#", "-20#", "-35#")
+}
+DEFAULT_MAX_FUEL_ML_PER_LINE = 200_000  # 200 L: a car's tank and then some; trucks need more
+DEFAULT_MAX_POINTS_PER_RECEIPT = 100_000
+
+
+def _default_fuel_grades() -> dict[str, dict[str, int]]:
+    return {grade: dict(bounds) for grade, bounds in DEFAULT_FUEL_GRADES.items()}
+
 
 class Program(Base):
     """The programme's settings: one row (id 1)."""
@@ -41,6 +55,15 @@ class Program(Base):
     claim_window_days: Mapped[int] = mapped_column(Integer, default=30)
     max_receipt_total: Mapped[int] = mapped_column(BigInteger, default=10_000_000)
     tier_window_months: Mapped[int] = mapped_column(Integer, default=12)
+    fuel_grades: Mapped[dict[str, dict[str, int]]] = mapped_column(
+        JSON, default=_default_fuel_grades, doc="grade -> {min_price, max_price} fen per litre"
+    )
+    max_fuel_ml_per_line: Mapped[int] = mapped_column(
+        BigInteger, default=DEFAULT_MAX_FUEL_ML_PER_LINE, doc="millilitres"
+    )
+    max_points_per_receipt: Mapped[int] = mapped_column(
+        BigInteger, default=DEFAULT_MAX_POINTS_PER_RECEIPT
+    )
     version: Mapped[int] = mapped_column(Integer, default=1)
     earning_etag: Mapped[str] = mapped_column(
         String(32),

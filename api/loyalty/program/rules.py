@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -59,6 +59,7 @@ __all__ = [
     "birthday_in_year",
     "compute",
     "is_birthday",
+    "kept_line",
     "occurs_on",
     "period_bounds",
     "reversal",
@@ -424,3 +425,27 @@ def reversal(earned: int, bought: int, returned_before: int, returned_now: int) 
     before = min(bought, max(0, returned_before))
     after = min(bought, before + returned_now)
     return earned * after // bought - earned * before // bought
+
+
+def kept_line(line: Line, returned_amount: int, returned_quantity: Decimal) -> Line | None:
+    """What the shopper still has of a line after returns, or None when all came back.
+
+    A line with an amount keeps the amount not returned; a zero-amount line is counted by
+    quantity. Fuel keeps the litres of the amount kept (rounded down). Returns reverse
+    ``compute(all lines) − compute(kept lines)`` with the receipt's original context."""
+    quantity = Decimal(line.quantity) - Decimal(returned_quantity)
+    if line.amount > 0:
+        amount = line.amount - returned_amount
+        if amount <= 0:
+            return None
+        volume = line.volume_ml * amount // line.amount if line.volume_ml else line.volume_ml
+    else:
+        if quantity <= 0:
+            return None
+        amount = 0
+        volume = (
+            int(line.volume_ml * quantity // Decimal(line.quantity))
+            if line.volume_ml
+            else line.volume_ml
+        )
+    return replace(line, amount=amount, quantity=max(quantity, Decimal(0)), volume_ml=volume)

@@ -14,6 +14,21 @@ from api.core.fields import Code, Id, Money, Points, Text, not_null
 from api.core.schemas import RequestModel
 from api.loyalty.program.rules import RuleKind
 
+FuelGrade = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9#+\-]{1,16}$")]
+
+
+class FuelBounds(RequestModel):
+    """What a litre of this grade may cost (fen); a fuel line outside is refused."""
+
+    min_price: Annotated[int, Field(ge=1, le=100_000)]
+    max_price: Annotated[int, Field(ge=1, le=100_000)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "FuelBounds":
+        if self.max_price < self.min_price:
+            raise ValueError("max_price must not be below min_price")
+        return self
+
 
 class ProgramRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -33,6 +48,9 @@ class ProgramRead(BaseModel):
     claim_window_days: int
     max_receipt_total: int
     tier_window_months: int
+    fuel_grades: dict[str, FuelBounds]
+    max_fuel_ml_per_line: int
+    max_points_per_receipt: int
     version: int
 
 
@@ -53,6 +71,9 @@ class ProgramUpdate(RequestModel):
     claim_window_days: Annotated[int, Field(ge=0, le=365)] | None = None
     max_receipt_total: Annotated[int, Field(ge=100, le=10**12)] | None = None
     tier_window_months: Annotated[int, Field(ge=1, le=36)] | None = None
+    fuel_grades: Annotated[dict[FuelGrade, FuelBounds], Field(max_length=50)] | None = None
+    max_fuel_ml_per_line: Annotated[int, Field(ge=1_000, le=10_000_000)] | None = None
+    max_points_per_receipt: Annotated[int, Field(ge=1, le=100_000_000)] | None = None
 
     # expiry_months may be null (never expire, like expiry_policy "never"); the rest may not
     _not_null = not_null(
@@ -71,6 +92,9 @@ class ProgramUpdate(RequestModel):
         "claim_window_days",
         "max_receipt_total",
         "tier_window_months",
+        "fuel_grades",
+        "max_fuel_ml_per_line",
+        "max_points_per_receipt",
     )
 
 

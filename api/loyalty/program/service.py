@@ -2,6 +2,7 @@
 
 import secrets
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -15,7 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
 from api.loyalty.program import rules
-from api.loyalty.program.exceptions import InvalidRule, RuleCodeTaken, RuleNotFound
+from api.loyalty.program.exceptions import (
+    CurrencyLocked,
+    InvalidRule,
+    RuleCodeTaken,
+    RuleNotFound,
+)
 from api.loyalty.program.models import Program, Rule, RuleVersion, Tier
 from api.loyalty.program.schemas import ProgramUpdate, RuleCreate, RuleUpdate, TierSet
 
@@ -47,10 +53,36 @@ def program_view(program: Program) -> dict[str, Any]:
     return data
 
 
+# Whether the programme is live (has receipts, ledger entries): the layers above register a
+# check each (ledger, till), since program/ sits below them and cannot import their tables.
+InUseCheck = Callable[[AsyncSession], Awaitable[bool]]
+_IN_USE_CHECKS: list[InUseCheck] = []
+
+
+def register_in_use_check(check: InUseCheck) -> InUseCheck:
+    """Add a check that says the programme is in use (a decorator; idempotent per function)."""
+    if check not in _IN_USE_CHECKS:
+        _IN_USE_CHECKS.append(check)
+    return check
+
+
+async def in_use(session: AsyncSession) -> bool:
+    """Whether any receipt or ledger entry exists (a registered check says so)."""
+    for check in _IN_USE_CHECKS:
+        if await check(session):
+            return True
+    return False
+
+
 async def update_program(session: AsyncSession, *, data: ProgramUpdate) -> Program:
-    """Change programme settings; the version goes up with every change."""
+    """Change programme settings; the version goes up with every change. The currency is
+    fixed (409 CurrencyLocked) once any receipt or ledger entry exists."""
     program = await get_program(session)
     changes = data.model_dump(exclude_unset=True)
+    if changes.get("currency", program.currency) != program.currency and await in_use(session):
+        raise CurrencyLocked(
+            f"receipts and balances are in {program.currency}; the currency can no longer change"
+        )
     if "timezone" in changes:
         try:
             ZoneInfo(changes["timezone"])
@@ -184,6 +216,11 @@ def _definition(rule: Rule) -> dict[str, Any]:
         "budget": rule.budget,
         "active": rule.active,
     }
+
+
+def rule_definition(rule: Rule) -> dict[str, Any]:
+    """What a rule says now, as its RuleVersion snapshot stores it."""
+    return _definition(rule)
 
 
 async def _snapshot(session: AsyncSession, rule: Rule) -> None:

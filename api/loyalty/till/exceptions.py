@@ -1,4 +1,4 @@
-from api.core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from api.core.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
 
 
 class SpendingBlocked(Conflict):
@@ -51,3 +51,23 @@ class ReservationExpired(Conflict):
 
 class RedemptionSettled(Conflict):
     """The redemption is already confirmed or cancelled."""
+
+
+class ImplausibleFuelLine(InvalidInput):
+    """A fuel line's amount, price per litre or volume is not plausible."""
+
+
+class UnknownFuelGrade(InvalidInput):
+    """No fuel rule or programme setting knows this fuel grade."""
+
+
+class PointsCapExceeded(InvalidInput):
+    """The receipt would earn more points than the programme allows per receipt."""
+
+
+class ReservationOpen(Conflict):
+    """This receipt already holds an open reservation for other points."""
+
+
+class ClaimsLocked(TooManyRequests):
+    """Too many failed receipt claims; try again later."""

@@ -41,6 +41,12 @@ class Purchase(Base):
     points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
     breakdown: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     claimed_at: Mapped[datetime | None]
+    claim_code_hash: Mapped[str | None] = mapped_column(
+        String(64), doc="keyed digest of the claim code printed on a receipt without a member"
+    )
+    earning_inputs: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, doc="the rules engine's inputs when the points were computed: returns recompute"
+    )
     created_at: Mapped[datetime] = created_at_column()
 
 

@@ -10,23 +10,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.core import clock
 from api.core.config import Settings
+from api.core.db import failure_hooks_mark, forget_failure_hooks
 from api.loyalty.ledger import service as ledger
 from api.loyalty.ledger.exceptions import InsufficientPoints
 from api.loyalty.ledger.models import Account, LedgerEntry
 from api.loyalty.ledger.schemas import BalanceRead
 from api.loyalty.program import service as program_service
+from api.loyalty.till import texts as t
 from api.loyalty.till.context import Till
 from api.loyalty.till.exceptions import (
     BelowMinimumRedemption,
     RedemptionNotFound,
     RedemptionSettled,
     ReservationExpired,
+    ReservationOpen,
     RotatingCodeRequired,
     SpendingBlocked,
 )
 from api.loyalty.till.models import Redemption
 from api.loyalty.till.schemas import RedemptionIn, RedemptionRead, RedemptionSettledRead
-from api.members import identity
+from api.members import cards, identity
+from api.members import service as members_service
+from api.members.exceptions import CodeReplayed
+from api.members.models import Member
 
 RELEASE_BATCH = 200
 
@@ -45,14 +51,31 @@ async def reserve(
     """Hold points for the till until it confirms or cancels, or the reservation lapses."""
     assert till.terminal_id is not None
     program = await program_service.get_program(session)
-    found = await identity.resolve_member_code(
-        session, settings=settings, terminal_id=till.terminal_id, code=body.member_code
-    )
+    mark = failure_hooks_mark(session)
+    try:
+        found = await identity.resolve_member_code(
+            session, settings=settings, terminal_id=till.terminal_id, code=body.member_code
+        )
+    except CodeReplayed:
+        # The till retrying a reservation whose answer it lost, with the code it scanned.
+        member = await _member_of_payload(session, body.member_code) if body.receipt_no else None
+        if member is None:
+            raise
+        await ledger.lock_account(session, member.id)
+        held = await _open_hold(session, till=till, body=body, member_id=member.id)
+        if held is None:
+            raise
+        forget_failure_hooks(session, mark)  # a retry, not a guess
+        return held
     if not (found.can_redeem or program.static_card_can_spend):
         raise RotatingCodeRequired()
     if body.points < program.min_redemption:
         raise BelowMinimumRedemption(f"at least {program.min_redemption} points per redemption")
     account = await ledger.lock_account(session, found.member.id)
+    if body.receipt_no:  # one open hold per receipt, member and store, without any key
+        held = await _open_hold(session, till=till, body=body, member_id=found.member.id)
+        if held is not None:
+            return held
     check_spendable(account, body.points)
     now = clock.now()
     redemption = Redemption(
@@ -82,6 +105,44 @@ async def reserve(
     redemption.reserve_entry_id = entry.id
     await session.flush()
     return RedemptionRead.model_validate(redemption)
+
+
+async def _member_of_payload(session: AsyncSession, code: str) -> Member | None:
+    parsed = cards.parse_payload(code.strip())
+    return await members_service.find_by_card(session, parsed.card_number) if parsed else None
+
+
+async def _open_hold(
+    session: AsyncSession, *, till: Till, body: RedemptionIn, member_id: int
+) -> RedemptionRead | None:
+    """The open reservation of this receipt for this member at this store (call under the
+    account lock): the same points → it again; other points → 409 ReservationOpen."""
+    stmt = (
+        select(Redemption)
+        .where(
+            Redemption.store_id == till.store.id,
+            Redemption.receipt_no == body.receipt_no,
+            Redemption.member_id == member_id,
+            Redemption.status == "reserved",
+            Redemption.expires_at > clock.now(),
+        )
+        .order_by(Redemption.id.desc())
+        .limit(1)
+    )
+    held = (await session.execute(stmt)).scalar_one_or_none()
+    if held is None:
+        return None
+    if held.points != body.points:
+        raise ReservationOpen(
+            t.text(
+                "reservation_open",
+                receipt_no=body.receipt_no,
+                points=held.points,
+                redemption_id=held.id,
+            ),
+            redemption_id=held.id,
+        )
+    return RedemptionRead.model_validate(held)
 
 
 async def _locked(session: AsyncSession, redemption_id: int, store_id: int) -> Redemption:
@@ -186,3 +247,11 @@ async def release_lapsed(session: AsyncSession) -> int:
         redemption.settled_at = now
     await session.flush()
     return len(lapsed)
+
+
+async def read_back(session: AsyncSession, *, till: Till, redemption_id: int) -> RedemptionRead:
+    """A redemption of this store (404 RedemptionNotFound for another store's)."""
+    redemption = await session.get(Redemption, redemption_id)
+    if redemption is None or redemption.store_id != till.store.id:
+        raise RedemptionNotFound()
+    return RedemptionRead.model_validate(redemption)

@@ -1,4 +1,6 @@
-"""Returns: points reversed in proportion to what comes back, never more than was bought."""
+"""Returns: a return reverses exactly what the returned lines earned: earned(receipt) −
+earned(lines kept), the kept lines priced by the pure rules with the receipt's original inputs;
+never more than the receipt earned over all its returns."""
 
 from decimal import Decimal
 
@@ -11,6 +13,7 @@ from api.loyalty.ledger import service as ledger
 from api.loyalty.ledger.models import Account, LedgerEntry
 from api.loyalty.ledger.schemas import BalanceRead
 from api.loyalty.program import rules
+from api.loyalty.till import earning
 from api.loyalty.till.exceptions import InvalidPurchase, PurchaseNotFound, ReturnExceedsPurchase
 from api.loyalty.till.models import Purchase, PurchaseLine, PurchaseReturn
 from api.loyalty.till.schemas import ReturnIn, ReturnResult
@@ -96,27 +99,33 @@ async def process(
     if len({ln.line_no for ln in body.lines}) != len(body.lines):
         raise InvalidPurchase("each line_no once per return")
     total_amount = 0
-    points = 0
+    proportional: dict[int, int] = {}  # receipts priced before their inputs were stored
     for wanted in body.lines:
         line = lines.get(wanted.line_no)
         if line is None:
             raise InvalidPurchase(f"the receipt has no line {wanted.line_no}")
         amount = _amount_for(line, wanted.quantity, wanted.amount)
-        reversed_now = rules.reversal(line.points, line.amount, line.returned_amount, amount)
+        proportional[line.line_no] = rules.reversal(
+            line.points, line.amount, line.returned_amount, amount
+        )
+        if wanted.quantity is not None:
+            quantity = wanted.quantity
+        elif line.amount:
+            quantity = (Decimal(line.quantity) * amount / line.amount).quantize(Decimal("0.001"))
+        else:  # a whole free line: what is left of it, by quantity
+            quantity = Decimal(line.quantity) - Decimal(line.returned_quantity)
         line.returned_amount += amount
-        line.returned_quantity = Decimal(line.returned_quantity) + (
-            wanted.quantity
-            if wanted.quantity is not None
-            else Decimal(line.quantity) * amount / line.amount
-            if line.amount
-            else Decimal(0)
-        ).quantize(Decimal("0.001"))
-        line.points_reversed += reversed_now
+        line.returned_quantity = Decimal(line.returned_quantity) + quantity
         total_amount += amount
-        points += reversed_now
-    points += rules.reversal(
-        purchase.bonus_points, purchase.total, purchase.returned_total, total_amount
-    )
+    exact = await _reversal_due(session, purchase, list(lines.values()))
+    if exact is not None:  # the receipt's inputs are stored: recompute the kept lines
+        points = _settle(purchase, list(lines.values()), *exact)
+    else:
+        for line_no, reversed_now in proportional.items():
+            lines[line_no].points_reversed += reversed_now
+        points = sum(proportional.values()) + rules.reversal(
+            purchase.bonus_points, purchase.total, purchase.returned_total, total_amount
+        )
     purchase.returned_total += total_amount
     purchase.points_reversed += points
     done = PurchaseReturn(
@@ -149,6 +158,53 @@ async def process(
         )
     await session.flush()
     return await _result(session, done, purchase.member_id)
+
+
+def _engine_line(line: PurchaseLine) -> rules.Line:
+    return rules.Line(
+        line_no=line.line_no,
+        sku=line.sku,
+        category=line.category,
+        quantity=Decimal(line.quantity),
+        amount=line.amount,
+        fuel_grade=line.fuel_grade,
+        volume_ml=line.volume_ml,
+    )
+
+
+async def _reversal_due(
+    session: AsyncSession, purchase: Purchase, lines: list[PurchaseLine]
+) -> tuple[int, dict[int, int]] | None:
+    """Points the returns so far must have reversed in all: earned(receipt) − earned(lines
+    kept), the kept lines priced by the pure rules with the receipt's stored inputs (rule
+    versions, context, budgets and cap usage as they were), never more than was earned; and
+    per line what it no longer earns. None for a receipt priced before inputs were stored."""
+    if purchase.earning_inputs is None:
+        return None
+    kept = [
+        k
+        for ln in lines
+        if (k := rules.kept_line(_engine_line(ln), ln.returned_amount, ln.returned_quantity))
+    ]
+    quote = await earning.recompute(session, purchase.earning_inputs, kept)
+    if quote is None:
+        return None
+    due = min(purchase.points, max(0, purchase.points - quote.points))
+    still = quote.points_by_line()
+    per_line = {
+        ln.line_no: min(ln.points, max(0, ln.points - still.get(ln.line_no, 0))) for ln in lines
+    }
+    return due, per_line
+
+
+def _settle(
+    purchase: Purchase, lines: list[PurchaseLine], due: int, per_line: dict[int, int]
+) -> int:
+    """Record the lines' share of what is reversed; the points to reverse now (never negative:
+    a reversal is never given back)."""
+    for line in lines:
+        line.points_reversed = max(line.points_reversed, per_line.get(line.line_no, 0))
+    return max(0, due - purchase.points_reversed)
 
 
 async def _locked_purchase(session: AsyncSession, purchase_id: int) -> Purchase:
@@ -193,18 +249,26 @@ async def reverse_earlier_returns(
     session: AsyncSession, *, account: Account, purchase: Purchase, actor: str
 ) -> int:
     """A receipt claimed after some of it came back keeps points only for what was kept."""
-    if not purchase.returned_total:
+    lines = list(
+        (
+            await session.execute(
+                select(PurchaseLine).where(PurchaseLine.purchase_id == purchase.id)
+            )
+        ).scalars()
+    )
+    if not any(ln.returned_amount or ln.returned_quantity for ln in lines):
         return 0
-    lines = (
-        await session.execute(select(PurchaseLine).where(PurchaseLine.purchase_id == purchase.id))
-    ).scalars()
-    points = 0
-    for line in lines:
-        if line.returned_amount:
-            reversed_now = rules.reversal(line.points, line.amount, 0, line.returned_amount)
-            line.points_reversed += reversed_now
-            points += reversed_now
-    points += rules.reversal(purchase.bonus_points, purchase.total, 0, purchase.returned_total)
+    exact = await _reversal_due(session, purchase, lines)
+    if exact is not None:  # the same definition as a return after the claim
+        points = _settle(purchase, lines, *exact)
+    else:
+        points = 0
+        for line in lines:
+            if line.returned_amount:
+                reversed_now = rules.reversal(line.points, line.amount, 0, line.returned_amount)
+                line.points_reversed += reversed_now
+                points += reversed_now
+        points += rules.reversal(purchase.bonus_points, purchase.total, 0, purchase.returned_total)
     purchase.points_reversed += points
     if points > 0:
         await _take_back(

@@ -7,7 +7,7 @@ from api.core.db import SessionDep
 from api.core.deps import SettingsDep
 from api.loyalty.ledger import accounts
 from api.loyalty.ledger.schemas import BalanceRead
-from api.loyalty.till import claims, purchases, redemptions, returns
+from api.loyalty.till import claims, purchases, redemptions, returns, vehicles
 from api.loyalty.till.dependencies import AtTill, purchase_at_till
 from api.loyalty.till.schemas import (
     BatchIn,
@@ -16,6 +16,7 @@ from api.loyalty.till.schemas import (
     IdentifyRequest,
     IdentifyResult,
     PurchaseIn,
+    PurchaseRead,
     PurchaseResult,
     QuoteResult,
     RedemptionIn,
@@ -23,6 +24,8 @@ from api.loyalty.till.schemas import (
     RedemptionSettledRead,
     ReturnIn,
     ReturnResult,
+    VehicleConfirmed,
+    VehicleConfirmIn,
 )
 from api.members import identity
 from api.members import service as members_service
@@ -100,6 +103,12 @@ async def post_batch(
     return await once(work, body=body)
 
 
+@router.get("/purchases/{purchase_id}", response_model=PurchaseRead)
+async def read_purchase(purchase_id: int, session: SessionDep, till: AtTill) -> PurchaseRead:
+    """A receipt of this store as stored, for a reprint (its claim code is never shown again)."""
+    return await purchases.read_back(session, till=till, purchase_id=purchase_id)
+
+
 @router.post(
     "/purchases/{purchase_id}/returns",
     response_model=ReturnResult,
@@ -134,6 +143,12 @@ async def reserve(
     return await once(work, body=body, status_code=status.HTTP_201_CREATED)
 
 
+@router.get("/redemptions/{redemption_id}", response_model=RedemptionRead)
+async def read_redemption(redemption_id: int, session: SessionDep, till: AtTill) -> RedemptionRead:
+    """A redemption of this store, for a reprint or to see whether it is still reserved."""
+    return await redemptions.read_back(session, till=till, redemption_id=redemption_id)
+
+
 @router.post("/redemptions/{redemption_id}/confirm", response_model=RedemptionSettledRead)
 async def confirm(
     redemption_id: int, session: SessionDep, till: AtTill, once: TerminalOnce
@@ -158,19 +173,31 @@ async def cancel(
     return await once(work)
 
 
-@me_router.post("/receipts/claim", response_model=PurchaseResult)
-async def claim_receipt(
-    body: ClaimReceiptIn, member: CurrentMember, session: SessionDep, once: MemberOnce
-) -> PurchaseResult:
-    """Claim the points of a receipt paid without the card (within the claim window, once)."""
+@router.post("/vehicles/confirm", response_model=VehicleConfirmed)
+async def confirm_vehicle(
+    body: VehicleConfirmIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    till: AtTill,
+    once: TerminalOnce,
+) -> VehicleConfirmed:
+    """Staff confirm the car at the pump is the member's (their fresh QR): it earns by plate."""
 
-    async def work() -> PurchaseResult:
-        return await claims.claim(
-            session,
-            member=member,
-            store_code=body.store_code,
-            receipt_no=body.receipt_no,
-            total=body.total,
-        )
+    async def work() -> VehicleConfirmed:
+        return await vehicles.confirm(session, settings=settings, till=till, body=body)
 
     return await once(work, body=body)
+
+
+@me_router.post("/receipts/claim", response_model=PurchaseResult)
+async def claim_receipt(
+    body: ClaimReceiptIn,
+    member: CurrentMember,
+    session: SessionDep,
+    settings: SettingsDep,
+    once: MemberOnce,
+) -> PurchaseResult:
+    """Claim a receipt paid without the card with its printed claim code (throttled, once)."""
+    return await claims.claim_counted(
+        session, settings=settings, member=member, body=body, once=once
+    )

@@ -55,6 +55,14 @@ class PurchaseIn(RequestModel):
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
     total: Money
     lines: list[LineIn] = Field(min_length=1, max_length=500)
+    plate: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, min_length=2, max_length=24),
+            Field(description="The car at the pump: verifies the member's claim on it (fresh QR)"),
+        ]
+        | None
+    ) = None
 
     @field_validator("occurred_at")
     @classmethod
@@ -98,6 +106,46 @@ class PurchaseResult(BaseModel):
     points: PointsBlock
     balance: BalanceRead | None
     tier: str | None
+    claim_code: str | None = Field(
+        None,
+        description="Receipts without a member: print it; the shopper claims the points with it."
+        " Only in this response (and its Idempotency-Key replay), never readable again",
+    )
+
+
+class PurchaseLineRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    line_no: int
+    sku: str
+    category: str
+    quantity: Decimal
+    amount: int
+    fuel_grade: str | None
+    volume_ml: int | None
+    points: int
+    returned_amount: int
+    returned_quantity: Decimal
+    points_reversed: int
+
+
+class PurchaseRead(BaseModel):
+    """A stored receipt, for a reprint (GET /v1/pos/purchases/{id})."""
+
+    purchase_id: int
+    receipt_no: str
+    member_id: int | None
+    occurred_at: datetime
+    currency: str
+    total: int
+    returned_total: int
+    points: int
+    bonus_points: int
+    points_reversed: int
+    breakdown: list[AwardRead]
+    lines: list[PurchaseLineRead]
+    claimable: bool = Field(description="posted without a member, with a claim code, unclaimed")
+    claimed_at: datetime | None
+    created_at: datetime
 
 
 class QuoteResult(BaseModel):
@@ -114,6 +162,7 @@ class BatchItem(BaseModel):
     status: Literal["created", "duplicate", "rejected"]
     purchase_id: int | None = None
     points: int | None = None
+    claim_code: str | None = None
     error: str | None = None
     detail: Any = None
 
@@ -149,6 +198,11 @@ class ClaimReceiptIn(RequestModel):
     store_code: Annotated[str, StringConstraints(strip_whitespace=True, max_length=32)]
     receipt_no: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)]
     total: Money
+    claim_code: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=32),
+        Field(description="The code printed on the receipt (case, spaces and dashes ignored)"),
+    ]
 
 
 class RedemptionIn(RequestModel):
@@ -166,6 +220,22 @@ class RedemptionRead(BaseModel):
     value: int
     receipt_no: str | None
     expires_at: datetime
+
+
+class VehicleConfirmIn(RequestModel):
+    member_code: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=1024),
+        Field(description="The member's rotating QR payload, or its till token"),
+    ]
+    plate: Annotated[str, StringConstraints(strip_whitespace=True, min_length=2, max_length=24)]
+
+
+class VehicleConfirmed(BaseModel):
+    member_id: int
+    plate: str
+    verified: bool
+    verified_at: datetime
 
 
 class RedemptionSettledRead(BaseModel):

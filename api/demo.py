@@ -248,6 +248,8 @@ async def _members(
         )
         via = rng.choices(("pos", "app", "staff"), weights=(55, 35, 10))[0]
         member = await members_service.enrol(session, settings=settings, data=data, via=via)
+        if plate:  # as if each driver's car had been confirmed at a till
+            await members_service.verify_plate(session, member, plate=plate, by="demo")
         member.created_at = member.updated_at = now - timedelta(
             days=rng.randrange(360, 1095) if rng.random() < 0.85 else rng.randrange(1, 360),
             seconds=rng.randrange(86_400),

@@ -85,9 +85,11 @@ async def make_member(
     name: str | None = "王小明",
     birthday: date | None = None,
     plate: str | None = None,
+    plate_verified: bool = True,
     push: bool = True,
 ) -> Member:
-    return await members_service.enrol(
+    """A member; a plate given is verified (as if confirmed at a till) unless told otherwise."""
+    member = await members_service.enrol(
         session,
         settings=settings,
         data=MemberCreate(
@@ -100,6 +102,9 @@ async def make_member(
         via="staff",
         store_id=store.id if store else None,
     )
+    if plate and plate_verified:
+        await members_service.verify_plate(session, member, plate=plate, by="test")
+    return member
 
 
 @dataclass

@@ -309,6 +309,9 @@ async def test_used_codes_are_pruned_only_once_long_expired(
         assert await used_codes_of(session, member) == 1
         frozen.tick(31 * 60)
         await identity.prune_used_codes(session)
+        assert await used_codes_of(session, member) == 1  # kept as long as offline codes live
+        frozen.set(T0 + identity.USED_CODES_KEPT + timedelta(minutes=1))
+        await identity.prune_used_codes(session)
         assert await used_codes_of(session, member) == 0
         await session.commit()
         r = await identify(client, till, code)  # forgetting it never makes it valid again

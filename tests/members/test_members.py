@@ -321,32 +321,40 @@ async def test_plates_are_normalised(client, org, session, settings, written, no
     assert list(stored) == [normalised]
 
 
-async def test_a_plate_belongs_to_one_member(client, org, session, settings):
+async def test_a_plate_is_claimed_by_many_but_verified_for_one(client, org, session, settings):
     owner = await make_member(session, settings, store=org.fuel_a, plate="沪A12345")
     other = await make_member(session, settings, store=org.fuel_a)
     await session.commit()
 
+    # another member may claim the plate (no squatting), but the claim stays unverified
     r = await client.post(
         "/v1/me/vehicles", json={"plate": "沪a 12345"}, headers=member_headers(settings, other)
     )
-    assert_error(r, 409, "PlateTaken")
-
+    assert r.status_code == 201, r.text
+    assert r.json()["verified"] is False
     enrol = await client.post(
         "/v1/members",
         json={"phone": "13800138000", "plate": "沪A·12345"},
         headers=org.terminal(org.fuel_a),
     )
-    assert_error(enrol, 409, "PlateTaken")
-    assert await count_members(session, "+8613800138000") == 0
+    assert enrol.status_code == 201, enrol.text
 
     again = await client.post(
         "/v1/me/vehicles", json={"plate": "沪A12345"}, headers=member_headers(settings, owner)
     )
-    assert again.status_code == 201
-    plates = (
-        await session.execute(select(Vehicle.member_id).where(Vehicle.plate == "沪A12345"))
+    assert again.status_code == 201 and again.json()["verified"] is True
+    verified = (
+        await session.execute(
+            select(Vehicle.member_id).where(
+                Vehicle.plate == "沪A12345", Vehicle.verified_at.is_not(None)
+            )
+        )
     ).scalars()
-    assert list(plates) == [owner.id]
+    assert list(verified) == [owner.id]
+    identified = await client.post(
+        "/v1/pos/identify", json={"code": "沪A12345"}, headers=org.terminal(org.fuel_a)
+    )
+    assert identified.json()["member_id"] == owner.id
 
 
 async def test_invalid_plate_is_422(client, org, session, settings):

@@ -185,7 +185,12 @@ async def post_anonymous(client, org, receipt_no: str, amount: int = 8_800) -> d
 async def test_a_receipt_without_a_member_is_claimed_once(client, session, settings, org, member):
     posted = await post_anonymous(client, org, "C-1")
     me = factories.member_headers(settings, member)
-    claim = {"store_code": org.supermarket.code, "receipt_no": "C-1", "total": 8_800}
+    claim = {
+        "store_code": org.supermarket.code,
+        "receipt_no": "C-1",
+        "total": 8_800,
+        "claim_code": posted["claim_code"],
+    }
 
     wrong_total = await client.post(
         "/v1/me/receipts/claim", json={**claim, "total": 8_801}, headers=me
@@ -203,7 +208,7 @@ async def test_a_receipt_without_a_member_is_claimed_once(client, session, setti
     assert claimed.json()["balance"] == {"available": 88, "pending": 0}
 
     twice = await client.post("/v1/me/receipts/claim", json=claim, headers=me)
-    assert twice.status_code == 409 and twice.json()["error"] == "ReceiptAlreadyClaimed"
+    assert twice.status_code == 404 and twice.json()["error"] == "ReceiptNotClaimable"
     someone_else = await factories.make_member(session, settings)
     await session.commit()
     theirs = await client.post(
@@ -211,7 +216,8 @@ async def test_a_receipt_without_a_member_is_claimed_once(client, session, setti
         json=claim,
         headers=factories.member_headers(settings, someone_else),
     )
-    assert theirs.status_code == 409
+    assert theirs.status_code == 404
+    assert theirs.json()["detail"] == wrong_total.json()["detail"]
     (lot,) = await earn_entries(session, member.id)
     assert lot.points == 88 and lot.source_id == posted["purchase_id"]
     assert await session.get(Account, someone_else.id) is None
@@ -219,17 +225,27 @@ async def test_a_receipt_without_a_member_is_claimed_once(client, session, setti
 
 async def test_claims_close_after_the_claim_window(client, session, settings, org, member):
     with clock.frozen(T0) as frozen:
-        await post_anonymous(client, org, "C-2", 1_000)
-        await post_anonymous(client, org, "C-3", 2_000)
+        first = await post_anonymous(client, org, "C-2", 1_000)
+        second = await post_anonymous(client, org, "C-3", 2_000)
         frozen.set(T0 + timedelta(days=30) - timedelta(minutes=1))
         me = factories.member_headers(settings, member)
-        claim = {"store_code": org.supermarket.code, "receipt_no": "C-2", "total": 1_000}
+        claim = {
+            "store_code": org.supermarket.code,
+            "receipt_no": "C-2",
+            "total": 1_000,
+            "claim_code": first["claim_code"],
+        }
         inside = await client.post("/v1/me/receipts/claim", json=claim, headers=me)
         assert inside.status_code == 200, inside.text
 
         frozen.set(T0 + timedelta(days=30, minutes=1))
         me = factories.member_headers(settings, member)
-        claim = {"store_code": org.supermarket.code, "receipt_no": "C-3", "total": 2_000}
+        claim = {
+            "store_code": org.supermarket.code,
+            "receipt_no": "C-3",
+            "total": 2_000,
+            "claim_code": second["claim_code"],
+        }
         late = await client.post("/v1/me/receipts/claim", json=claim, headers=me)
     assert late.status_code == 404 and late.json()["error"] == "ReceiptNotClaimable"
     assert (await session.get(Account, member.id)).available == 10
@@ -433,7 +449,12 @@ async def test_a_claimed_receipt_counts_towards_the_tier_at_once(client, org, me
     till = org.terminal(org.supermarket)
     posted = await client.post(PURCHASES, json=receipt("CL-9", ("grocery", 8_800)), headers=till)
     assert posted.status_code == 201, posted.text
-    claim = {"store_code": org.supermarket.code, "receipt_no": "CL-9", "total": 8_800}
+    claim = {
+        "store_code": org.supermarket.code,
+        "receipt_no": "CL-9",
+        "total": 8_800,
+        "claim_code": posted.json()["claim_code"],
+    }
     claimed = await client.post(
         "/v1/me/receipts/claim", json=claim, headers=factories.member_headers(settings, member)
     )

@@ -262,7 +262,12 @@ async def test_a_receipt_claimed_after_a_return_earns_only_on_what_was_kept(
 
     claimed = await client.post(
         "/v1/me/receipts/claim",
-        json={"store_code": org.supermarket.code, "receipt_no": "RET-10", "total": 5_000},
+        json={
+            "store_code": org.supermarket.code,
+            "receipt_no": "RET-10",
+            "total": 5_000,
+            "claim_code": posted["claim_code"],
+        },
         headers=factories.member_headers(settings, member),
     )
     assert claimed.status_code == 200, claimed.text

@@ -18,6 +18,7 @@ from api.loyalty.ledger import accounts
 from api.loyalty.program import service as program_service
 from api.loyalty.rewards import service as rewards_service
 from api.loyalty.till import purchases, redemptions
+from api.loyalty.till import texts as till_texts
 from api.loyalty.till.context import Till
 from api.loyalty.till.schemas import RedemptionIn
 from api.members import identity
@@ -137,6 +138,7 @@ async def purchase(page: TillPage, db: SessionDep) -> HTMLResponse:
     return page.render(
         "till/purchase_result.html",
         result=result,
+        claim_texts={key: till_texts.text(key) for key in ("claim_code_label", "claim_code_hint")},
         **_context(till.store, till_token=str(form.get("till_token", ""))),
     )
 

@@ -160,3 +160,20 @@ async def test_campaign_pause_and_cancel(console_for, org, session):
     refused = await console.post(f"/campaigns/{campaign_id}/schedule")
     follow = await console.get("/campaigns/" + str(campaign_id))
     assert refused.status_code == 303 and "cannot schedule a cancelled campaign" in follow.text
+
+
+async def test_till_prints_the_claim_code_of_a_receipt_without_a_member(console_for, org):
+    console = await console_for(org.staff["cashier"].email)
+    await console.get("/till")
+    receipt = {
+        "receipt_no": "C-ANON-1",
+        "total": "88.00",
+        "lines-0-type": "item",
+        "lines-0-category": "grocery",
+        "lines-0-amount": "88.00",
+        "lines-0-quantity": "1",
+    }
+    done = await console.post("/till/purchase", receipt)
+    code = re.search(r'data-claim-code="([2-9A-HJ-NP-Z]{8})"', done.text)
+    assert code is not None, done.text
+    assert "Claim code" in done.text and "shown only once" in done.text

@@ -23,12 +23,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 UTC = api.core.db.UTCDateTime(timezone=True)
-GRADES = (
-    '{"92#": {"min_price": 400, "max_price": 1500}, "95#": {"min_price": 400, "max_price": 1500},'
-    ' "98#": {"min_price": 400, "max_price": 1500}, "0#": {"min_price": 400, "max_price": 1500},'
-    ' "-10#": {"min_price": 400, "max_price": 1500}, "-20#": {"min_price": 400, "max_price": 1500},'
-    ' "-35#": {"min_price": 400, "max_price": 1500}}'
-)
+GRADES = {
+    grade: {"min_price": 400, "max_price": 1500}
+    for grade in ("92#", "95#", "98#", "0#", "-10#", "-20#", "-35#")
+}
 VERIFIED = sa.text("verified_at IS NOT NULL")
 
 
@@ -45,7 +43,8 @@ def upgrade() -> None:
                 "max_points_per_receipt", sa.BigInteger(), nullable=False, server_default="100000"
             )
         )
-    op.execute(sa.text("UPDATE loyalty_program SET fuel_grades = :g").bindparams(g=GRADES))
+    program = sa.table("loyalty_program", sa.column("fuel_grades", sa.JSON()))
+    op.execute(program.update().values(fuel_grades=GRADES))
     with op.batch_alter_table("loyalty_program", schema=None) as batch_op:
         batch_op.alter_column("fuel_grades", existing_type=sa.JSON(), nullable=False)
         batch_op.alter_column("max_fuel_ml_per_line", server_default=None)

@@ -207,7 +207,7 @@ def _lines(rng: random.Random, shop: Shop) -> list[dict[str, Any]]:
             {
                 "category": "fuel",
                 "amount": volume * 8 // 10,
-                "fuel_grade": "95#",
+                "fuel_grade": "95",
                 "volume_ml": volume,
             }
         )
